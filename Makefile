@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both install first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+# Every plugin distribution in the repository, installed editable beside the core.
+PLUGINS := $(sort $(dir $(wildcard plugins/*/*/pyproject.toml)))
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint bench docs clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-dev.txt $(wildcard plugins/*/*/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements-dev.txt \
+		-e . $(foreach p,$(PLUGINS),-e $(p))
+	touch $(STAMP)
+
+run: install
+	$(BIN)/coop serve
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV)

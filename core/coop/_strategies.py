@@ -1,0 +1,74 @@
+"""What an integration strategy implements: several answers in, one answer out.
+
+Strategies see finished candidates (or, for ``refine``/``debate``, drive more
+calls through ``context.complete``). They report evidence (votes, scores,
+rationale) so a user can see why an answer won.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+__all__ = ["Candidate", "Integration", "Strategy", "StrategyContext"]
+
+
+@attrs.define
+class Candidate:
+    """One model's answer to the cooperation's query."""
+
+    model: str
+    text: str
+    weight: float = 1.0
+    latency: float = 0.0
+    usage: Any = None
+    cost: float = 0.0
+
+
+@attrs.define
+class Integration:
+    """The strategy's answer and the evidence behind it."""
+
+    text: str
+    #: Agreement ratio or judge score in [0, 1]; ``None`` when the strategy has none.
+    confidence: float | None = None
+    #: The candidate whose answer won, if one did.
+    winner: str | None = None
+    #: Strategy-specific evidence: votes, clusters, scores, rationale, rounds.
+    evidence: dict[str, Any] = attrs.field(factory=dict)
+
+
+#: ``await complete(model, messages)`` → the answer's text. Calls are billed to the
+#: cooperation and appear in its result.
+CompleteFn = Callable[[str, list[dict[str, Any]]], Awaitable[str]]
+
+
+@attrs.define
+class StrategyContext:
+    """What a strategy may use besides the candidates."""
+
+    query: str
+    complete: CompleteFn
+    #: Logical model names that took part, in order.
+    models: Sequence[str] = ()
+    #: ``[cooperations.X]`` settings (``judge``, ``aggregator``, ``weights``, ``rounds``...).
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class Strategy(abc.ABC):
+    """Base class of integration strategy plugins; set a unique ``name``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        self.settings = dict(settings or {})
+
+    @abc.abstractmethod
+    async def integrate(
+        self, candidates: Sequence[Candidate], context: StrategyContext
+    ) -> Integration:
+        """Merge the candidates into one answer."""
