@@ -176,7 +176,9 @@ def load_plugins(
             plugin_name = impl.plugin_name
             info = infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
 
-            def register(obj: Any, *, _kind: str = kind, _base: type = base, _plugin: str = plugin_name) -> None:
+            def register(
+                obj: Any, *, _kind: str = kind, _base: type = base, _plugin: str = plugin_name
+            ) -> None:
                 _register(registry, owners, conflicts, infos, _kind, _base, _plugin, obj)
 
             try:

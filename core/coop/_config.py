@@ -1,0 +1,843 @@
+"""coop.toml: find it, read it, validate it into attrs objects.
+
+Validation is hand-written rather than delegated to cattrs because the error is
+the product here: every problem names the file, the line, the key path and the
+fix (``coop.toml:14 models.qwen3_8b.endpoint: no endpoint 'aigbest' (did you mean
+'aigcbest'?)``). Secrets stay ``env:NAME`` references until an endpoint is used,
+so a missing variable only matters for the endpoint that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._dotenv import read_dotenv
+from ._errors import ConfigError, MissingSecretError, did_you_mean
+
+__all__ = [
+    "CooperationConfig",
+    "DeploymentConfig",
+    "EndpointConfig",
+    "ModelConfig",
+    "Price",
+    "RoutingConfig",
+    "ServerConfig",
+    "SystemConfig",
+    "default_config_path",
+    "find_config",
+    "resolve_secret",
+]
+
+TIERS = ("light", "reasoning", "complex")
+MODES = ("sequential", "parallel", "pipeline")
+BALANCING = ("least-inflight", "weighted", "latency", "round-robin")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def resolve_secret(
+    value: str, *, key: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """``env:NAME`` → the variable's value (:class:`MissingSecretError` when unset)."""
+    if not value.startswith("env:"):
+        return value
+    name = value[4:].strip()
+    found = (os.environ if env is None else env).get(name)
+    if not found:
+        raise MissingSecretError(name, key=key)
+    return found
+
+
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "coop"
+
+
+def user_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return Path(base) / "coop"
+
+
+def default_config_path() -> Path:
+    return Path.cwd() / "coop.toml"
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file in force: ``--config``, ``$COOP_CONFIG``, ``./coop.toml``, user dir."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("COOP_CONFIG"):
+        return Path(os.environ["COOP_CONFIG"])
+    for candidate in (default_config_path(), user_config_dir() / "coop.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# -- the objects -------------------------------------------------------------
+
+
+@attrs.define
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Raw key references (``env:COOP_API_KEY``) clients must send as Bearer keys.
+    api_keys: list[str] = attrs.field(factory=list)
+    workers: int = 1
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: Seconds one request may take end to end.
+    request_timeout: float = 600.0
+    #: Seconds SIGTERM waits for in-flight requests.
+    shutdown_timeout: float = 30.0
+    #: ``text``, ``json`` or ``off``.
+    access_log: str = "text"
+    allow_unauthenticated: bool = False
+    url: str | None = None
+
+    def resolved_api_keys(self) -> list[str]:
+        return [resolve_secret(k, key="server.api_keys") for k in self.api_keys]
+
+    @property
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+@attrs.define
+class EndpointConfig:
+    """An upstream API: a provider plugin plus its settings."""
+
+    name: str
+    provider: str
+    base_url: str | None = None
+    #: Raw references; resolved only when the endpoint is used.
+    api_keys: list[str] = attrs.field(factory=list)
+    #: Seconds: total per attempt, connect, and between bytes.
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    read_timeout: float | None = None
+    max_concurrency: int | None = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+    #: Seconds between active health checks (0 disables them).
+    health_check_interval: float = 30.0
+    #: Provider-specific settings (the simulated provider's latency, say).
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+    def resolved_api_keys(self) -> list[str]:
+        """Every key's value; :class:`MissingSecretError` names the first unset variable."""
+        return [resolve_secret(k, key=f"endpoints.{self.name}.api_keys") for k in self.api_keys]
+
+
+@attrs.define
+class Price:
+    #: USD per million tokens.
+    input: float = 0.0
+    output: float = 0.0
+
+
+@attrs.define
+class DeploymentConfig:
+    endpoint: str
+    path: str
+    weight: float = 1.0
+    max_concurrency: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.endpoint}/{self.path}"
+
+
+@attrs.define
+class ModelConfig:
+    """A logical model: what clients and cooperations name."""
+
+    name: str
+    deployments: list[DeploymentConfig]
+    tier: str | None = None
+    context_window: int | None = None
+    price: Price = attrs.field(factory=Price)
+    fallbacks: list[str] = attrs.field(factory=list)
+    description: str = ""
+
+
+@attrs.define
+class RoutingConfig:
+    router: str = "rules"
+    light: str | None = None
+    reasoning: str | None = None
+    complex: str | None = None
+    #: task type → model or cooperation, overriding the tier's choice.
+    overrides: dict[str, str] = attrs.field(factory=dict)
+    #: Default per-request limits (a request field or header may lower them).
+    max_cost: float | None = None
+    max_latency: float | None = None
+    #: Settings handed to the router plugin.
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+    def target_for(self, tier: str) -> str | None:
+        return {"light": self.light, "reasoning": self.reasoning, "complex": self.complex}.get(tier)
+
+
+@attrs.define
+class CooperationConfig:
+    name: str
+    mode: str = "parallel"
+    models: list[str] = attrs.field(factory=list)
+    strategy: str | None = None
+    stages: list[dict[str, Any]] = attrs.field(factory=list)
+    #: Models that must answer for a parallel task to succeed (default: 1).
+    quorum: int | None = None
+    #: Seconds each model may take.
+    timeout: float | None = None
+    #: Strategy settings (judge, aggregator, weights, rounds, ...).
+    options: dict[str, Any] = attrs.field(factory=dict)
+    #: Pipeline stage prompt templates, task → template with {query} and {previous}.
+    templates: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.define
+class PluginsConfig:
+    disabled: list[str] = attrs.field(factory=list)
+
+
+@attrs.define
+class SystemConfig:
+    """The whole configuration; ``SystemConfig()`` finds and loads it."""
+
+    path: Path | None = None
+    server: ServerConfig = attrs.field(factory=ServerConfig)
+    endpoints: dict[str, EndpointConfig] = attrs.field(factory=dict)
+    models: dict[str, ModelConfig] = attrs.field(factory=dict)
+    routing: RoutingConfig = attrs.field(factory=RoutingConfig)
+    cooperations: dict[str, CooperationConfig] = attrs.field(factory=dict)
+    plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
+    log_level: str = "INFO"
+    balancing: str = "least-inflight"
+    #: True when no file and no keys were found: the embedded simulated setup.
+    embedded: bool = False
+    #: Where the settings came from: a file path, ``(environment)`` or ``(embedded default)``.
+    source: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        # ``SystemConfig()`` with nothing given means "find my configuration", as in the seed.
+        if not self.source and self.path is None and not self.endpoints and not self.models:
+            loaded = SystemConfig.discover()
+            for field in attrs.fields(SystemConfig):
+                setattr(self, field.name, getattr(loaded, field.name))
+
+    @classmethod
+    def discover(
+        cls, explicit: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+    ) -> SystemConfig:
+        """Find coop.toml (``--config``, ``$COOP_CONFIG``, ``./coop.toml``, user dir), read
+        ``.env`` and the seed's variables; fall back to the embedded simulated setup."""
+        path = find_config(explicit)
+        load_env_file(path.parent / ".env" if path else Path.cwd() / ".env")
+        if path is not None:
+            return cls.load(path, env=env)
+        data = _seed_env_config(os.environ if env is None else env)
+        if data is None:
+            data = embedded_default()
+            config = _build(data, source="(embedded default)", text="", env=env)
+            config.embedded = True
+            return config
+        return _build(data, source="(environment)", text="", env=env)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+    ) -> SystemConfig:
+        """Load one file (no discovery, no fallback)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                "file not found (run 'coop init' to create one)", path=str(path)
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
+        data = parse_toml(text, str(path))
+        config = _build(data, source=str(path), text=text, env=env)
+        config.path = path
+        return config
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "(dict)") -> SystemConfig:
+        """Build from an already-parsed mapping (tests, embedding apps)."""
+        return _build(dict(data), source=source, text="", env=None)
+
+    def model_names(self) -> list[str]:
+        return sorted(self.models)
+
+    def served_names(self) -> list[str]:
+        """Everything a client may put in ``model``: models, cooperations and ``auto``."""
+        return sorted({*self.models, *self.cooperations, "auto"})
+
+
+# -- .env and the seed's variables -----------------------------------------------
+
+
+def load_env_file(path: Path) -> dict[str, str]:
+    """Read ``.env`` into ``os.environ`` without overriding what is already set."""
+    if not path.exists():
+        return {}
+    values = read_dotenv(path)
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+    return values
+
+
+def _seed_env_config(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """``BASE_URL`` + ``API_KEY`` (the original system's variables) → endpoint ``default``."""
+    server: dict[str, Any] = {}
+    if env.get("SERVER_HOST"):
+        server["host"] = env["SERVER_HOST"]
+    if env.get("SERVER_PORT"):
+        server["port"] = _env_int(env["SERVER_PORT"], "SERVER_PORT")
+    if not env.get("BASE_URL"):
+        if not server and not env.get("LOG_LEVEL"):
+            return None
+        data = embedded_default()
+        data.setdefault("server", {}).update(server)
+        if env.get("LOG_LEVEL"):
+            data["log_level"] = env["LOG_LEVEL"].upper()
+        return data
+    endpoint: dict[str, Any] = {"provider": "openai", "base_url": env["BASE_URL"]}
+    if env.get("API_KEY"):
+        endpoint["api_keys"] = ["env:API_KEY"]
+    models = {}
+    for raw in (env.get("MODELS") or "").split(","):
+        upstream = raw.strip()
+        if upstream:
+            models[re.sub(r"[^A-Za-z0-9_]+", "_", upstream.split("/")[-1]).lower()] = {
+                "endpoint": "default",
+                "path": upstream,
+            }
+    data: dict[str, Any] = {"endpoints": {"default": endpoint}, "models": models}
+    if server:
+        data["server"] = server
+    if env.get("LOG_LEVEL"):
+        data["log_level"] = env["LOG_LEVEL"].upper()
+    return data
+
+
+def _env_int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"expected an integer, got {value!r}", key=name) from None
+
+
+def embedded_default() -> dict[str, Any]:
+    """The offline setup used when there is no coop.toml and no keys: simulated models."""
+    return {
+        "endpoints": {"simulated": {"provider": "simulated"}},
+        "models": {
+            "sim-light": {
+                "endpoint": "simulated",
+                "path": "sim-light",
+                "tier": "light",
+                "price": {"input": 0.1, "output": 0.2},
+            },
+            "sim-reasoning": {
+                "endpoint": "simulated",
+                "path": "sim-reasoning",
+                "tier": "reasoning",
+                "price": {"input": 1.0, "output": 4.0},
+            },
+            "sim-large": {
+                "endpoint": "simulated",
+                "path": "sim-large",
+                "tier": "complex",
+                "price": {"input": 3.0, "output": 12.0},
+            },
+        },
+        "routing": {
+            "router": "rules",
+            "light": "sim-light",
+            "reasoning": "sim-reasoning",
+            "complex": "council",
+        },
+        "cooperations": {
+            "council": {
+                "mode": "parallel",
+                "models": ["sim-reasoning", "sim-large", "sim-light"],
+                "strategy": "voting",
+            }
+        },
+    }
+
+
+# -- parsing and validation ---------------------------------------------------------
+
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        match = _TOML_POS.search(msg)
+        line = int(match.group(1)) if match else None
+        reason = _TOML_POS.sub("", msg).strip()
+        if match:
+            reason += f" (column {match.group(2)})"
+        raise ConfigError(f"invalid TOML: {reason}", path=source, line=line) from None
+
+
+def locate(text: str, keypath: str) -> int | None:
+    """The 1-based line where ``keypath`` (``models.x.endpoint``) is set, best effort.
+
+    Falls back to the line of the nearest enclosing key or table.
+    """
+    if not text:
+        return None
+    parts = keypath.split(".")
+    best: tuple[int, int] | None = None  # (matched parts, line)
+    prefix: list[str] = []
+    header = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    assign = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = header.match(line)
+        if m:
+            prefix = [p.strip().strip("\"'") for p in m.group(1).split(".")]
+            path = prefix
+        else:
+            m = assign.match(line)
+            if not m:
+                continue
+            path = prefix + [p.strip().strip("\"'") for p in m.group(1).split(".")]
+        matched = 0
+        for a, b in zip(path, parts, strict=False):
+            if a != b:
+                break
+            matched += 1
+        if matched == len(path) and (best is None or matched > best[0]):
+            best = (matched, number)
+    return best[1] if best else None
+
+
+class _Checker:
+    """Walks the raw mapping; every error carries file, line and key path."""
+
+    def __init__(self, source: str, text: str) -> None:
+        self.source, self.text = source, text
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, path=self.source, line=locate(self.text, key), key=key)
+
+    def table(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(key, f"expected a table, got {_describe(value)}")
+        return value
+
+    def known(self, table: Mapping[str, Any], key: str, allowed: Mapping[str, Any]) -> None:
+        for name in table:
+            if name not in allowed:
+                where = f"{key}.{name}" if key else name
+                raise self.error(
+                    where,
+                    f"unknown key {name!r}{did_you_mean(name, list(allowed))}; "
+                    f"valid keys: {', '.join(sorted(allowed))}",
+                )
+
+    def value(
+        self, table: Mapping[str, Any], key: str, name: str, kind: Callable[..., Any], default: Any
+    ) -> Any:
+        if name not in table:
+            return default
+        return kind(self, table[name], f"{key}.{name}" if key else name)
+
+
+def _describe(value: Any) -> str:
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }
+    return (
+        f"{names.get(type(value), type(value).__name__)} ({value!r})"
+        if not isinstance(value, dict | list)
+        else names[type(value)]
+    )
+
+
+def _str(c: _Checker, v: Any, key: str) -> str:
+    if not isinstance(v, str):
+        raise c.error(key, f"expected a string, got {_describe(v)}")
+    return v
+
+
+def _bool(c: _Checker, v: Any, key: str) -> bool:
+    if not isinstance(v, bool):
+        raise c.error(key, f"expected true or false, got {_describe(v)}")
+    return v
+
+
+def _int(c: _Checker, v: Any, key: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise c.error(key, f"expected an integer, got {_describe(v)}")
+    return v
+
+
+def _pos_int(c: _Checker, v: Any, key: str) -> int:
+    v = _int(c, v, key)
+    if v < 1:
+        raise c.error(key, f"expected a positive integer, got {v}")
+    return v
+
+
+def _port(c: _Checker, v: Any, key: str) -> int:
+    v = _int(c, v, key)
+    if not 0 <= v <= 65535:
+        raise c.error(key, f"expected a port 0-65535, got {v}")
+    return v
+
+
+def _number(c: _Checker, v: Any, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise c.error(key, f"expected a number, got {_describe(v)}")
+    return float(v)
+
+
+def _nonneg(c: _Checker, v: Any, key: str) -> float:
+    v = _number(c, v, key)
+    if v < 0:
+        raise c.error(key, f"expected a number >= 0, got {v:g}")
+    return v
+
+
+def _positive(c: _Checker, v: Any, key: str) -> float:
+    v = _number(c, v, key)
+    if v <= 0:
+        raise c.error(key, f"expected a number > 0, got {v:g}")
+    return v
+
+
+def _str_list(c: _Checker, v: Any, key: str) -> list[str]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list):
+        raise c.error(key, f"expected an array of strings, got {_describe(v)}")
+    return [_str(c, item, f"{key}[{i}]") for i, item in enumerate(v)]
+
+
+def _str_map(c: _Checker, v: Any, key: str) -> dict[str, str]:
+    table = c.table(v, key)
+    return {k: _str(c, item, f"{key}.{k}") for k, item in table.items()}
+
+
+def _any_table(c: _Checker, v: Any, key: str) -> dict[str, Any]:
+    return dict(c.table(v, key))
+
+
+def _choice(
+    options: tuple[str, ...], *, upper: bool = False
+) -> Callable[[_Checker, Any, str], str]:
+    def check(c: _Checker, v: Any, key: str) -> str:
+        v = _str(c, v, key)
+        if upper:
+            v = v.upper()
+        if v not in options:
+            raise c.error(
+                key, f"{v!r} is not one of {', '.join(options)}{did_you_mean(v, options)}"
+            )
+        return v
+
+    return check
+
+
+_SERVER_KEYS = {
+    "host": _str,
+    "port": _port,
+    "api_keys": _str_list,
+    "workers": _pos_int,
+    "max_body_bytes": _pos_int,
+    "request_timeout": _positive,
+    "shutdown_timeout": _nonneg,
+    "access_log": _choice(("text", "json", "off")),
+    "allow_unauthenticated": _bool,
+    "url": _str,
+}
+_ENDPOINT_KEYS = {
+    "provider": _str,
+    "base_url": _str,
+    "api_keys": _str_list,
+    "api_key": _str,
+    "timeout": _positive,
+    "connect_timeout": _positive,
+    "read_timeout": _positive,
+    "max_concurrency": _pos_int,
+    "headers": _str_map,
+    "health_check_interval": _nonneg,
+    "options": _any_table,
+}
+_DEPLOYMENT_KEYS = {
+    "endpoint": _str,
+    "path": _str,
+    "weight": _positive,
+    "max_concurrency": _pos_int,
+}
+_MODEL_KEYS = {
+    **_DEPLOYMENT_KEYS,
+    "deployments": None,
+    "tier": _choice(TIERS),
+    "context_window": _pos_int,
+    "price": None,
+    "fallbacks": _str_list,
+    "description": _str,
+}
+_ROUTING_KEYS = {
+    "router": _str,
+    "light": _str,
+    "reasoning": _str,
+    "complex": _str,
+    "overrides": _str_map,
+    "max_cost": _nonneg,
+    "max_latency": _positive,
+    "options": _any_table,
+}
+_COOP_KEYS = {
+    "mode": _choice(MODES),
+    "models": _str_list,
+    "strategy": _str,
+    "stages": None,
+    "quorum": _pos_int,
+    "timeout": _positive,
+    "options": _any_table,
+    "templates": _str_map,
+}
+_TOP_KEYS = {
+    "server": None,
+    "endpoints": None,
+    "models": None,
+    "routing": None,
+    "cooperations": None,
+    "plugins": None,
+    "log_level": _choice(LOG_LEVELS, upper=True),
+    "balancing": _choice(BALANCING),
+}
+
+
+def _fields(
+    c: _Checker, table: Mapping[str, Any], key: str, spec: Mapping[str, Any]
+) -> dict[str, Any]:
+    c.known(table, key, spec)
+    return {
+        name: check(c, table[name], f"{key}.{name}" if key else name)
+        for name, check in spec.items()
+        if check is not None and name in table
+    }
+
+
+def _build(
+    data: dict[str, Any], *, source: str, text: str, env: Mapping[str, str] | None
+) -> SystemConfig:
+    c = _Checker(source, text)
+    c.known(data, "", _TOP_KEYS)
+    top = _fields(c, data, "", _TOP_KEYS)
+    server = ServerConfig(
+        **_fields(c, c.table(data.get("server", {}), "server"), "server", _SERVER_KEYS)
+    )
+    environ = os.environ if env is None else env
+    if "server" not in data or "host" not in data["server"]:
+        if environ.get("SERVER_HOST"):
+            server.host = environ["SERVER_HOST"]
+    if ("server" not in data or "port" not in data["server"]) and environ.get("SERVER_PORT"):
+        server.port = _env_int(environ["SERVER_PORT"], "SERVER_PORT")
+    if "log_level" not in data and environ.get("LOG_LEVEL"):
+        top["log_level"] = _choice(LOG_LEVELS, upper=True)(c, environ["LOG_LEVEL"], "LOG_LEVEL")
+
+    endpoints: dict[str, EndpointConfig] = {}
+    for name, raw in c.table(data.get("endpoints", {}), "endpoints").items():
+        key = f"endpoints.{name}"
+        fields = _fields(c, c.table(raw, key), key, _ENDPOINT_KEYS)
+        if "provider" not in fields:
+            raise c.error(key, "missing 'provider' (the provider plugin, e.g. \"openai\")")
+        if "api_key" in fields:
+            fields.setdefault("api_keys", []).insert(0, fields.pop("api_key"))
+        endpoints[name] = EndpointConfig(name=name, **fields)
+
+    models: dict[str, ModelConfig] = {}
+    for name, raw in c.table(data.get("models", {}), "models").items():
+        key = f"models.{name}"
+        table = c.table(raw, key)
+        fields = _fields(c, table, key, _MODEL_KEYS)
+        deployments = []
+        if "deployments" in table:
+            if "endpoint" in table or "path" in table:
+                raise c.error(key, "give either endpoint/path or deployments, not both")
+            items = table["deployments"]
+            if not isinstance(items, list) or not items:
+                raise c.error(f"{key}.deployments", "expected a non-empty array of tables")
+            for i, item in enumerate(items):
+                dkey = f"{key}.deployments[{i}]"
+                dfields = _fields(c, c.table(item, dkey), dkey, _DEPLOYMENT_KEYS)
+                for required in ("endpoint", "path"):
+                    if required not in dfields:
+                        raise c.error(dkey, f"missing {required!r}")
+                deployments.append(DeploymentConfig(**dfields))
+        else:
+            if "endpoint" not in fields:
+                raise c.error(key, "missing 'endpoint' (or 'deployments')")
+            deployments.append(
+                DeploymentConfig(
+                    endpoint=fields.pop("endpoint"),
+                    path=fields.pop("path", name),
+                    weight=fields.pop("weight", 1.0),
+                    max_concurrency=fields.pop("max_concurrency", None),
+                )
+            )
+        for extra in ("endpoint", "path", "weight", "max_concurrency"):
+            fields.pop(extra, None)
+        price = Price()
+        if "price" in table:
+            pkey = f"{key}.price"
+            price = Price(
+                **_fields(
+                    c, c.table(table["price"], pkey), pkey, {"input": _nonneg, "output": _nonneg}
+                )
+            )
+        for i, dep in enumerate(deployments):
+            if dep.endpoint not in endpoints:
+                dkey = (
+                    f"{key}.endpoint"
+                    if len(deployments) == 1 and "deployments" not in table
+                    else f"{key}.deployments[{i}].endpoint"
+                )
+                raise c.error(
+                    dkey,
+                    f"no endpoint {dep.endpoint!r}{did_you_mean(dep.endpoint, list(endpoints))}; "
+                    f"defined endpoints: {', '.join(sorted(endpoints)) or 'none'}",
+                )
+        models[name] = ModelConfig(name=name, deployments=deployments, price=price, **fields)
+
+    cooperations: dict[str, CooperationConfig] = {}
+    for name, raw in c.table(data.get("cooperations", {}), "cooperations").items():
+        key = f"cooperations.{name}"
+        table = c.table(raw, key)
+        if name in models:
+            raise c.error(key, f"{name!r} is already a model; a cooperation needs its own name")
+        fields = _fields(c, table, key, _COOP_KEYS)
+        stages = []
+        if "stages" in table:
+            if not isinstance(table["stages"], list):
+                raise c.error(f"{key}.stages", "expected an array of tables")
+            for i, stage in enumerate(table["stages"]):
+                skey = f"{key}.stages[{i}]"
+                sfields = _fields(
+                    c, c.table(stage, skey), skey, {"model": _str, "task": _str, "prompt": _str}
+                )
+                if "model" not in sfields:
+                    raise c.error(skey, "missing 'model'")
+                stages.append(sfields)
+        mode = fields.get("mode", "parallel")
+        if mode == "pipeline" and not stages:
+            raise c.error(key, "a pipeline needs 'stages' ([{ model = ..., task = ... }])")
+        if mode != "pipeline" and not fields.get("models"):
+            raise c.error(key, "missing 'models' (at least one model)")
+        cooperations[name] = CooperationConfig(name=name, stages=stages, **fields)
+
+    for name, coop in cooperations.items():
+        named = list(coop.models) + [s["model"] for s in coop.stages]
+        for i, model in enumerate(named):
+            if model not in models:
+                mkey = (
+                    f"cooperations.{name}.models"
+                    if i < len(coop.models)
+                    else f"cooperations.{name}.stages"
+                )
+                raise c.error(
+                    mkey,
+                    f"no model {model!r}{did_you_mean(model, list(models))}; "
+                    f"defined models: {', '.join(sorted(models)) or 'none'}",
+                )
+    for name, model in models.items():
+        for fallback in model.fallbacks:
+            if fallback not in models:
+                raise c.error(
+                    f"models.{name}.fallbacks",
+                    f"no model {fallback!r}{did_you_mean(fallback, list(models))}",
+                )
+
+    routing = RoutingConfig(
+        **_fields(c, c.table(data.get("routing", {}), "routing"), "routing", _ROUTING_KEYS)
+    )
+    targets = {*models, *cooperations}
+    for tier in TIERS:
+        target = routing.target_for(tier)
+        if target is not None and target not in targets:
+            raise c.error(
+                f"routing.{tier}",
+                f"no model or cooperation {target!r}{did_you_mean(target, list(targets))}",
+            )
+    for task, target in routing.overrides.items():
+        if target not in targets:
+            raise c.error(
+                f"routing.overrides.{task}",
+                f"no model or cooperation {target!r}{did_you_mean(target, list(targets))}",
+            )
+
+    plugins_table = c.table(data.get("plugins", {}), "plugins")
+    plugins = PluginsConfig(**_fields(c, plugins_table, "plugins", {"disabled": _str_list}))
+
+    return SystemConfig(
+        source=source,
+        server=server,
+        endpoints=endpoints,
+        models=models,
+        routing=routing,
+        cooperations=cooperations,
+        plugins=plugins,
+        **top,
+    )
+
+
+def check_plugins(config: SystemConfig, plugins: Any) -> None:
+    """Check names that need the plugin registry: providers, router, strategies."""
+    text = ""
+    source = config.source or "(config)"
+    if config.path and config.path.is_file():
+        try:
+            text = config.path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+    c = _Checker(source, text)
+    providers = plugins.names("provider")
+    for name, endpoint in config.endpoints.items():
+        if endpoint.provider not in providers:
+            raise c.error(
+                f"endpoints.{name}.provider",
+                f"no provider plugin {endpoint.provider!r}{did_you_mean(endpoint.provider, providers)}; "
+                f"installed: {', '.join(providers) or 'none'}",
+            )
+    routers = plugins.names("router")
+    if config.routing.router not in routers:
+        raise c.error(
+            "routing.router",
+            f"no router plugin {config.routing.router!r}{did_you_mean(config.routing.router, routers)}; "
+            f"installed: {', '.join(routers) or 'none'}",
+        )
+    strategies = plugins.names("strategy")
+    for name, coop in config.cooperations.items():
+        if coop.strategy and coop.strategy not in strategies:
+            raise c.error(
+                f"cooperations.{name}.strategy",
+                f"no strategy plugin {coop.strategy!r}{did_you_mean(coop.strategy, strategies)}; "
+                f"installed: {', '.join(strategies) or 'none'}",
+            )
