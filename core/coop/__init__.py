@@ -1,41 +1,245 @@
-"""coop: route LLM requests to the right model and make several models cooperate."""
+"""coop: route LLM requests to the right model and make several models cooperate.
+
+The public API; implementation lives in private modules. ``tests/test_exported.py``
+checks that ``__all__`` is sorted and complete.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._errors import *  # noqa: F403
-from ._errors import __all__ as _errors_all
-from ._plugins import PluginInfo, Plugins, load_plugins
-from ._providers import ModelInfo, Preset, Provider, ProviderCall
-from ._routing import Analysis, RouteDecision, Router
-from ._services import Service, ServiceResult
-from ._strategies import Candidate, Integration, Strategy, StrategyContext
-from .hookspecs import hookimpl
+from ._config import (
+    CooperationConfig,
+    DeploymentConfig,
+    EndpointConfig,
+    ModelConfig,
+    Price,
+    RoutingConfig,
+    ServerConfig,
+    SystemConfig,
+)
+from ._dispatch import (
+    Dispatcher,
+    DispatchResult,
+    Progress,
+)
+from ._engine import (
+    ChatResult,
+    InferenceRequest,
+    InferenceResponse,
+    OpenAIEngine,
+    RetryPolicy,
+)
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ContextWindowExceededError,
+    CooperationError,
+    CoopError,
+    DuplicateNameError,
+    MissingSecretError,
+    NoHealthyDeploymentError,
+    PluginError,
+    RateLimitError,
+    RoutingError,
+    ServiceError,
+    UnknownModelError,
+    UnknownPluginError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamNotFoundError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    ValidationError,
+    did_you_mean,
+)
+from ._http import (
+    HTTPClient,
+    HTTPResponse,
+    Timeouts,
+    open_http_client,
+)
+from ._openai_compat import (
+    OpenAICompatibleProvider,
+)
+from ._plugins import (
+    PluginInfo,
+    Plugins,
+    load_plugins,
+)
+from ._providers import (
+    ModelInfo,
+    Preset,
+    Provider,
+    ProviderCall,
+)
+from ._route_policy import (
+    RoutingPolicy,
+)
+from ._routing import (
+    COMPLEXITIES,
+    TASK_TYPES,
+    TIERS,
+    Analysis,
+    RouteDecision,
+    Router,
+)
+from ._scheduler import (
+    CooperationResult,
+    CooperationScheduler,
+    ModelOutput,
+)
+from ._services import (
+    Service,
+    ServiceResult,
+)
+from ._sse import (
+    SSEDecoder,
+    SSEEvent,
+    aiter_sse,
+)
+from ._strategies import (
+    Candidate,
+    Integration,
+    Strategy,
+    StrategyContext,
+)
+from ._upstream import (
+    error_from_payload,
+    error_from_response,
+    parse_retry_after,
+)
+from ._usage import (
+    cost_usd,
+    estimate_messages_tokens,
+    estimate_tokens,
+)
+from ._wire import (
+    UNSET,
+    ChatChunk,
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    ContentPart,
+    Delta,
+    FunctionCall,
+    FunctionDefinition,
+    Tool,
+    ToolCall,
+    Usage,
+    chunk_to_sse,
+    from_wire,
+    parse_chat_request,
+    response_json,
+    to_wire,
+)
+from .hookspecs import (
+    hookimpl,
+)
 
 try:
     __version__ = version("llm-coop")
-except PackageNotFoundError:  # running from a source tree
+except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__ = sorted(
-    [
-        *_errors_all,
-        "Analysis",
-        "Candidate",
-        "Integration",
-        "ModelInfo",
-        "PluginInfo",
-        "Plugins",
-        "Preset",
-        "Provider",
-        "ProviderCall",
-        "RouteDecision",
-        "Router",
-        "Service",
-        "ServiceResult",
-        "Strategy",
-        "StrategyContext",
-        "__version__",
-        "hookimpl",
-        "load_plugins",
-    ]
-)
+__all__ = [
+    "COMPLEXITIES",
+    "TASK_TYPES",
+    "TIERS",
+    "UNSET",
+    "Analysis",
+    "AuthenticationError",
+    "BadRequestError",
+    "Candidate",
+    "ChatChunk",
+    "ChatMessage",
+    "ChatRequest",
+    "ChatResponse",
+    "ChatResult",
+    "Choice",
+    "ChunkChoice",
+    "ConfigError",
+    "ContentPart",
+    "ContextWindowExceededError",
+    "CoopError",
+    "CooperationConfig",
+    "CooperationError",
+    "CooperationResult",
+    "CooperationScheduler",
+    "Delta",
+    "DeploymentConfig",
+    "DispatchResult",
+    "Dispatcher",
+    "DuplicateNameError",
+    "EndpointConfig",
+    "FunctionCall",
+    "FunctionDefinition",
+    "HTTPClient",
+    "HTTPResponse",
+    "InferenceRequest",
+    "InferenceResponse",
+    "Integration",
+    "MissingSecretError",
+    "ModelConfig",
+    "ModelInfo",
+    "ModelOutput",
+    "NoHealthyDeploymentError",
+    "OpenAICompatibleProvider",
+    "OpenAIEngine",
+    "PluginError",
+    "PluginInfo",
+    "Plugins",
+    "Preset",
+    "Price",
+    "Progress",
+    "Provider",
+    "ProviderCall",
+    "RateLimitError",
+    "RetryPolicy",
+    "RouteDecision",
+    "Router",
+    "RoutingConfig",
+    "RoutingError",
+    "RoutingPolicy",
+    "SSEDecoder",
+    "SSEEvent",
+    "ServerConfig",
+    "Service",
+    "ServiceError",
+    "ServiceResult",
+    "Strategy",
+    "StrategyContext",
+    "SystemConfig",
+    "Timeouts",
+    "Tool",
+    "ToolCall",
+    "UnknownModelError",
+    "UnknownPluginError",
+    "UpstreamConnectionError",
+    "UpstreamError",
+    "UpstreamNotFoundError",
+    "UpstreamProtocolError",
+    "UpstreamTimeoutError",
+    "UpstreamUnavailableError",
+    "Usage",
+    "ValidationError",
+    "__version__",
+    "aiter_sse",
+    "chunk_to_sse",
+    "cost_usd",
+    "did_you_mean",
+    "error_from_payload",
+    "error_from_response",
+    "estimate_messages_tokens",
+    "estimate_tokens",
+    "from_wire",
+    "hookimpl",
+    "load_plugins",
+    "open_http_client",
+    "parse_chat_request",
+    "parse_retry_after",
+    "response_json",
+    "to_wire",
+]

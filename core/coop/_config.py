@@ -655,9 +655,8 @@ def _build(
         **_fields(c, c.table(data.get("server", {}), "server"), "server", _SERVER_KEYS)
     )
     environ = os.environ if env is None else env
-    if "server" not in data or "host" not in data["server"]:
-        if environ.get("SERVER_HOST"):
-            server.host = environ["SERVER_HOST"]
+    if ("server" not in data or "host" not in data["server"]) and environ.get("SERVER_HOST"):
+        server.host = environ["SERVER_HOST"]
     if ("server" not in data or "port" not in data["server"]) and environ.get("SERVER_PORT"):
         server.port = _env_int(environ["SERVER_PORT"], "SERVER_PORT")
     if "log_level" not in data and environ.get("LOG_LEVEL"):

@@ -125,7 +125,7 @@ class DuplicateNameError(PluginError):
 
     def __init__(self, kind: str, name: str, distributions: Sequence[str]) -> None:
         self.kind, self.name, self.distributions = kind, name, tuple(distributions)
-        first, second = (list(distributions) + ["?", "?"])[:2]
+        first, second = [*distributions, "?", "?"][:2]
         super().__init__(
             f"{kind} {name!r} is registered by both {first} and {second}; "
             f"uninstall one or disable it with [plugins] disabled",

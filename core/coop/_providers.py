@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-if TYPE_CHECKING:
-    import httpx
+from ._http import Timeouts
 
+if TYPE_CHECKING:
+    from ._http import HTTPClient
     from ._wire import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = ["ModelInfo", "Preset", "Provider", "ProviderCall"]
@@ -60,10 +61,7 @@ class ProviderCall:
     #: The upstream model id (``Qwen/Qwen3-8B``).
     model: str
     api_key: str | None
-    #: Seconds: connect, read (between bytes), total.
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    total_timeout: float = 600.0
+    timeouts: Timeouts = attrs.field(factory=Timeouts)
     extra_headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
@@ -72,7 +70,8 @@ class Provider(abc.ABC):
 
     Subclasses set ``name`` (unique among providers) and may set ``preset``.
     ``endpoint`` is the :class:`coop.EndpointConfig` the provider serves and
-    ``http`` the process-wide shared client: providers never build their own.
+    ``http`` the engine's shared :class:`coop.HTTPClient`: providers never build
+    their own, so pooling and the transport choice stay in one place.
     Errors must be raised as :class:`coop.UpstreamError` subclasses.
     """
 
@@ -82,7 +81,7 @@ class Provider(abc.ABC):
     #: Whether the endpoint needs an API key (local servers often don't).
     requires_api_key: ClassVar[bool] = True
 
-    def __init__(self, endpoint: Any, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, endpoint: Any, http: HTTPClient | None = None) -> None:
         self.endpoint = endpoint
         self.http = http
 
@@ -100,3 +99,4 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:
         """Release what the provider holds (the shared client is not its own)."""
+        return None

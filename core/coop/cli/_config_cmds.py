@@ -48,7 +48,7 @@ def init(
 @config_app.command
 def validate(*, common: Common = Common()) -> int:  # noqa: B008
     """Check coop.toml: syntax, keys, types, references and plugin names."""
-    config, plugins = load(common)
+    config, _ = load(common)
     print(
         f"{config.source}: ok ({len(config.endpoints)} endpoints, {len(config.models)} models, "
         f"{len(config.cooperations)} cooperations, router {config.routing.router})"

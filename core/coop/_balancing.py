@@ -1,0 +1,50 @@
+"""Pick a deployment among the available ones of a logical model.
+
+Policies: ``least-inflight`` (default: fewest requests in flight per unit of
+weight, then lowest latency), ``weighted`` (random in proportion to weight),
+``latency`` (lowest smoothed latency, unknown ones tried first), ``round-robin``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+
+from ._health import DeploymentState
+
+__all__ = ["POLICIES", "pick_deployment"]
+
+POLICIES = ("least-inflight", "weighted", "latency", "round-robin")
+
+_rr = itertools.count()
+
+
+def pick_deployment(
+    candidates: Sequence[DeploymentState],
+    policy: str = "least-inflight",
+    *,
+    rng: random.Random | None = None,
+) -> DeploymentState | None:
+    """The deployment to use among ``candidates`` (already filtered to available ones)."""
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    chooser = rng or random
+    if policy == "weighted":
+        return chooser.choices(list(candidates), weights=[d.weight for d in candidates])[0]
+    if policy == "round-robin":
+        return candidates[next(_rr) % len(candidates)]
+    if policy == "latency":
+        return min(
+            candidates,
+            key=lambda d: (
+                (d.latency_ewma or 0.0) * (1 + d.in_flight) / d.weight,
+                chooser.random(),
+            ),
+        )
+    return min(
+        candidates,
+        key=lambda d: (d.in_flight / d.weight, d.latency_ewma or 0.0, chooser.random()),
+    )

@@ -1,0 +1,703 @@
+"""OpenAIEngine: logical models → deployments, with balancing, failover and cost.
+
+The engine is the one place that decides *where* a request goes and what happens
+when it fails: providers only speak a protocol. For each attempt it picks an
+available deployment (balancing policy, concurrency caps, circuit state), an API
+key (rotation), calls the provider under the endpoint's timeouts, and on failure
+records health, backs off (exponential, jittered, honouring Retry-After) and
+tries another deployment, then the model's ``fallbacks``. When every deployment
+is cooling down it waits for the earliest one to come back, within the request's
+budget, instead of failing at once (LiteLLM #3646). A stream is retried only
+until its first chunk has been handed to the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import anyio
+import attrs
+
+from ._balancing import pick_deployment
+from ._config import EndpointConfig, ModelConfig, SystemConfig
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextWindowExceededError,
+    CoopError,
+    MissingSecretError,
+    NoHealthyDeploymentError,
+    RateLimitError,
+    UnknownModelError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from ._health import DeploymentState, KeyPool, KeyState
+from ._http import HTTPClient, Timeouts, open_http_client
+from ._metrics import Metrics
+from ._plugins import Plugins, load_plugins
+from ._providers import Provider, ProviderCall
+from ._usage import cost_usd, estimate_messages_tokens, estimate_tokens
+from ._wire import ChatChunk, ChatRequest, ChatResponse, Usage, from_wire, to_wire
+
+__all__ = ["ChatResult", "InferenceRequest", "InferenceResponse", "OpenAIEngine", "RetryPolicy"]
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How hard one request tries before giving up."""
+
+    #: Attempts in all, across deployments and fallbacks.
+    max_attempts: int = 4
+    backoff_base: float = 0.1
+    backoff_max: float = 5.0
+    #: Longest single wait for a cooling deployment or a Retry-After.
+    max_wait: float = 10.0
+
+
+@attrs.define
+class InferenceRequest:
+    """The seed's request: a prompt (or messages) for a logical model."""
+
+    prompt: str | None = None
+    model_name: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    system_prompt: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stream: bool = False
+    #: Any other OpenAI chat parameter (tools, response_format, seed, ...).
+    params: dict[str, Any] = attrs.field(factory=dict)
+    request_id: str | None = None
+
+    def to_chat_request(self, default_model: str = "") -> ChatRequest:
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        if self.messages:
+            messages.extend(self.messages)
+        if self.prompt is not None:
+            messages.append({"role": "user", "content": self.prompt})
+        data: dict[str, Any] = {"model": self.model_name or default_model, "messages": messages}
+        for name in ("max_tokens", "temperature", "top_p"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        data.update(self.params)
+        from ._wire import parse_chat_request
+
+        return parse_chat_request(data)
+
+
+@attrs.define
+class ChatResult:
+    """A chat completion plus where it ran and what it cost."""
+
+    response: ChatResponse
+    model: str
+    deployment: str
+    provider: str
+    usage: Usage
+    cost: float
+    latency: float
+    attempts: int = 1
+    errors: list[str] = attrs.field(factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.response.text
+
+
+@attrs.define
+class InferenceResponse:
+    """The seed's response: text, model, usage, cost, latency, and success or error."""
+
+    text: str
+    model_name: str
+    success: bool
+    deployment: str | None = None
+    provider: str | None = None
+    usage: Usage | None = None
+    cost: float = 0.0
+    latency: float = 0.0
+    error: str | None = None
+    error_type: str | None = None
+    request_id: str = ""
+    response: ChatResponse | None = None
+
+
+@attrs.define
+class _Model:
+    config: ModelConfig
+    deployments: list[DeploymentState]
+    price_input: float
+    price_output: float
+
+
+def _usage_of(request: ChatRequest, text: str, usage: Usage | None) -> Usage:
+    if usage is not None and isinstance(usage.prompt_tokens, int):
+        return usage
+    prompt = estimate_messages_tokens(to_wire(request)["messages"])
+    completion = estimate_tokens(text)
+    estimated = from_wire(
+        Usage,
+        {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    )
+    estimated.estimated = True
+    return estimated
+
+
+class OpenAIEngine:
+    """Runs chat requests on logical models; ``async with OpenAIEngine(config):``."""
+
+    def __init__(
+        self,
+        config: SystemConfig | None = None,
+        *,
+        plugins: Plugins | None = None,
+        http_backend: str | None = None,
+        retry: RetryPolicy | None = None,
+        health_checks: bool = True,
+    ) -> None:
+        self.config = config if config is not None else SystemConfig()
+        self.plugins = plugins
+        self.retry = retry or RetryPolicy()
+        self.metrics = Metrics()
+        self.http: HTTPClient | None = None
+        self.providers: dict[str, Provider] = {}
+        self.models: dict[str, _Model] = {}
+        self._http_backend = http_backend
+        self._health_checks = health_checks
+        self._task_group: Any = None
+        self._initialized = False
+        self._rng = random.Random()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Open the shared HTTP client, build providers and deployments, start health checks."""
+        if self._initialized:
+            return
+        if self.plugins is None:
+            self.plugins = load_plugins(disabled=self.config.plugins.disabled)
+        self.http = open_http_client(backend=self._http_backend)
+        pools: dict[str, KeyPool] = {}
+        for name, endpoint in self.config.endpoints.items():
+            cls = self.plugins.get("provider", endpoint.provider)
+            self.providers[name] = cls(endpoint, self.http)
+            pools[name] = KeyPool([])
+        for name, model in self.config.models.items():
+            deployments = []
+            for dep in model.deployments:
+                deployments.append(
+                    DeploymentState(
+                        model=name,
+                        endpoint=dep.endpoint,
+                        path=dep.path,
+                        weight=dep.weight,
+                        max_concurrency=dep.max_concurrency
+                        or self.config.endpoints[dep.endpoint].max_concurrency,
+                        provider=self.providers[dep.endpoint],
+                        keys=pools[dep.endpoint],
+                    )
+                )
+            price_in, price_out = model.price.input, model.price.output
+            if not price_in and not price_out:
+                preset = type(self.providers[model.deployments[0].endpoint]).preset
+                info = preset.model(model.deployments[0].path) if preset else None
+                if info is not None:
+                    price_in, price_out = info.price_input or 0.0, info.price_output or 0.0
+            self.models[name] = _Model(model, deployments, price_in, price_out)
+        self._pools = pools
+        self._keys_loaded: set[str] = set()
+        self._initialized = True
+        if self._health_checks and any(
+            e.health_check_interval > 0 for e in self.config.endpoints.values()
+        ):
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            for name, endpoint in self.config.endpoints.items():
+                if endpoint.health_check_interval > 0:
+                    self._task_group.start_soon(
+                        self._health_loop, name, endpoint.health_check_interval
+                    )
+
+    async def shutdown(self) -> None:
+        """Stop health checks and close the HTTP client and providers."""
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._task_group = None
+        for provider in self.providers.values():
+            await provider.aclose()
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
+        self._initialized = False
+
+    async def __aenter__(self) -> OpenAIEngine:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # -- lookups ----------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return sorted(self.config.models)
+
+    def _model(self, name: str) -> _Model:
+        if not self._initialized:
+            raise CoopError(
+                "the engine is not initialized: call 'await engine.initialize()' or use 'async with'"
+            )
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownModelError(name, self.config.served_names()) from None
+
+    def _key_pool(self, endpoint: str) -> KeyPool:
+        """The endpoint's keys, resolved on first use (so unused endpoints need no env)."""
+        pool = self._pools[endpoint]
+        if endpoint not in self._keys_loaded:
+            config: EndpointConfig = self.config.endpoints[endpoint]
+            keys = config.resolved_api_keys()
+            provider = self.providers[endpoint]
+            if not keys and provider.requires_api_key:
+                preset = type(provider).preset
+                raise MissingSecretError(
+                    (preset.api_key_env if preset else None) or f"{endpoint.upper()}_API_KEY",
+                    key=f"endpoints.{endpoint}.api_keys",
+                )
+            pool.keys = KeyPool(keys).keys
+            self._keys_loaded.add(endpoint)
+        return pool
+
+    def _timeouts(self, endpoint: str) -> Timeouts:
+        config = self.config.endpoints[endpoint]
+        return Timeouts(
+            connect=config.connect_timeout,
+            read=config.read_timeout or config.timeout,
+            total=config.timeout,
+        )
+
+    def deployment_snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            name: [d.snapshot() for d in model.deployments]
+            for name, model in sorted(self.models.items())
+        }
+
+    def healthy(self, name: str) -> bool:
+        """Whether the model has a deployment that is not cooling down."""
+        model = self.models.get(name)
+        return bool(model) and any(d.state() != "open" for d in model.deployments)
+
+    # -- the retry / failover loop ------------------------------------------------
+
+    def _chain(self, name: str) -> list[str]:
+        chain = [name]
+        for fallback in self._model(name).config.fallbacks:
+            if fallback not in chain:
+                chain.append(fallback)
+        return chain
+
+    async def _acquire(self, model: _Model, tried: set[int], deadline: float) -> DeploymentState:
+        """An available deployment, waiting (within the budget) for a cooling one."""
+        while True:
+            fresh = [d for d in model.deployments if d.available() and id(d) not in tried]
+            candidates = fresh or [d for d in model.deployments if d.available()]
+            chosen = pick_deployment(candidates, self.config.balancing, rng=self._rng)
+            if chosen is not None:
+                return chosen
+            now = time.monotonic()
+            ready = min(d.ready_at() for d in model.deployments)
+            capped = any(
+                d.max_concurrency is not None and d.in_flight >= d.max_concurrency
+                for d in model.deployments
+            )
+            wait = max(0.0, ready - now) if not capped else 0.01
+            wait = max(wait, 0.005)
+            if now + wait > deadline or wait > self.retry.max_wait:
+                raise NoHealthyDeploymentError(
+                    f"model {model.config.name!r}: every deployment is cooling down "
+                    f"(next ready in {max(0.0, ready - now):.1f}s)"
+                )
+            await anyio.sleep(wait)
+
+    def _backoff(self, attempt: int, error: BaseException) -> float:
+        delay = min(self.retry.backoff_max, self.retry.backoff_base * (2**attempt))
+        delay *= 0.5 + self._rng.random() / 2
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
+            delay = (
+                max(delay, error.retry_after) if error.retry_after <= self.retry.max_wait else delay
+            )
+        return delay
+
+    async def _run(self, request: ChatRequest, name: str, runner: Any) -> Any:
+        """Run ``runner(deployment, call)`` with retries and failover; return its result."""
+        chain = self._chain(name)
+        budget = max(
+            self.config.endpoints[d.endpoint].timeout
+            for m in chain
+            for d in self._model(m).deployments
+        )
+        deadline = time.monotonic() + budget + self.retry.max_wait
+        errors: list[BaseException] = []
+        attempt = 0
+        for model_name in chain:
+            model = self._model(model_name)
+            tried: set[int] = set()
+            while attempt < self.retry.max_attempts:
+                try:
+                    deployment = await self._acquire(model, tried, deadline)
+                except NoHealthyDeploymentError as exc:
+                    errors.append(exc)
+                    break
+                attempt += 1
+                tried.add(id(deployment))
+                try:
+                    pool = self._key_pool(deployment.endpoint)
+                    key: KeyState | None = pool.pick()
+                except (AuthenticationError, RateLimitError) as exc:
+                    exc.deployment = deployment.id
+                    errors.append(exc)
+                    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                        await anyio.sleep(
+                            min(
+                                exc.retry_after,
+                                self.retry.max_wait,
+                                max(0.0, deadline - time.monotonic()),
+                            )
+                        )
+                    continue
+                call = ProviderCall(
+                    model=deployment.path,
+                    api_key=key.value if key else None,
+                    timeouts=self._timeouts(deployment.endpoint),
+                )
+                probe = deployment.begin()
+                started = time.perf_counter()
+                try:
+                    result = await runner(model, deployment, call, started)
+                except UpstreamError as exc:
+                    latency = time.perf_counter() - started
+                    exc.deployment = exc.deployment or deployment.id
+                    deployment.record_failure(exc, latency)
+                    pool.record(key, exc)
+                    errors.append(exc)
+                    if isinstance(exc, ContextWindowExceededError):
+                        break  # a bigger model in the fallbacks may fit it
+                    if isinstance(exc, BadRequestError):
+                        raise
+                    if attempt < self.retry.max_attempts and not isinstance(
+                        exc, AuthenticationError
+                    ):
+                        await anyio.sleep(
+                            min(
+                                self._backoff(attempt - 1, exc),
+                                max(0.0, deadline - time.monotonic()),
+                            )
+                        )
+                    continue
+                except TimeoutError:
+                    latency = time.perf_counter() - started
+                    error = UpstreamTimeoutError(
+                        f"no answer within {call.timeouts.total:g}s", deployment=deployment.id
+                    )
+                    deployment.record_failure(error, latency)
+                    errors.append(error)
+                    continue
+                finally:
+                    deployment.end(probe)
+                deployment.record_success(time.perf_counter() - started)
+                return result, attempt, errors
+        last = errors[-1] if errors else None
+        if isinstance(last, ContextWindowExceededError) or (
+            last is not None
+            and len({type(e) for e in errors}) == 1
+            and isinstance(last, UpstreamError)
+        ):
+            raise last
+        summary = "; ".join(
+            f"{getattr(e, 'deployment', None) or ''} {type(e).__name__}: {e}".strip()
+            for e in errors[-4:]
+        )
+        raise NoHealthyDeploymentError(
+            f"model {name!r} failed after {attempt} attempts: {summary}", errors=errors
+        )
+
+    # -- public calls -----------------------------------------------------------
+
+    async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResult:
+        """Run a chat request on a logical model; raises typed errors on failure."""
+        name = model or request.model
+        started_all = time.perf_counter()
+
+        async def runner(
+            m: _Model, deployment: DeploymentState, call: ProviderCall, started: float
+        ) -> ChatResponse:
+            with anyio.fail_after(call.timeouts.total):
+                return await deployment.provider.chat(request, call)
+
+        try:
+            (response, used), attempts, errors = await self._run_with_model(request, name, runner)
+        except CoopError as exc:
+            self.metrics.record(
+                name,
+                ok=False,
+                latency=time.perf_counter() - started_all,
+                error_type=type(exc).__name__,
+            )
+            raise
+        latency = time.perf_counter() - started_all
+        usage = _usage_of(
+            request, response.text, response.usage if isinstance(response.usage, Usage) else None
+        )
+        model_state = self.models[used.model]
+        cost = cost_usd(
+            usage.prompt_tokens or 0,
+            usage.completion_tokens or 0,
+            model_state.price_input,
+            model_state.price_output,
+        )
+        self.metrics.record(
+            used.model,
+            ok=True,
+            latency=latency,
+            prompt_tokens=usage.prompt_tokens or 0,
+            completion_tokens=usage.completion_tokens or 0,
+            cost=cost,
+        )
+        return ChatResult(
+            response=response,
+            model=used.model,
+            deployment=used.id,
+            provider=type(used.provider).name,
+            usage=usage,
+            cost=cost,
+            latency=latency,
+            attempts=attempts,
+            errors=[str(e) for e in errors],
+        )
+
+    async def _run_with_model(self, request: ChatRequest, name: str, runner: Any) -> Any:
+        """Like :meth:`_run` but also returns the deployment that answered."""
+
+        async def wrapped(
+            m: _Model, deployment: DeploymentState, call: ProviderCall, started: float
+        ) -> Any:
+            return await runner(m, deployment, call, started), deployment
+
+        return await self._run(request, name, wrapped)
+
+    async def stream_chat(
+        self,
+        request: ChatRequest,
+        *,
+        model: str | None = None,
+        on_start: Callable[[str, str], None] | None = None,
+        on_finish: Callable[[Usage, float], None] | None = None,
+    ) -> AsyncIterator[ChatChunk]:
+        """Stream a chat request. Failover happens only before the first chunk is yielded.
+
+        ``on_start(deployment_id, model_name)`` is called once the upstream answered,
+        before the first chunk (the gateway sends its headers then);
+        ``on_finish(usage, cost)`` when the stream ends, however it ends. Usage comes from
+        the upstream's final chunk, or is estimated; the usage chunk is passed on only
+        when the client asked for it (``stream_options.include_usage``).
+        """
+        name = model or request.model
+        started_all = time.perf_counter()
+        wants_usage = bool(
+            getattr(request, "stream_options", None)
+            and _get(request.stream_options, "include_usage")
+        )
+
+        async def runner(
+            m: _Model, deployment: DeploymentState, call: ProviderCall, started: float
+        ) -> Any:
+            iterator = deployment.provider.stream(request, call).__aiter__()
+            with anyio.fail_after(call.timeouts.total):
+                first = await iterator.__anext__()
+            return iterator, first
+
+        try:
+            ((iterator, first), used), _attempts, _errors = await self._run_with_model(
+                request, name, runner
+            )
+        except StopAsyncIteration:
+            raise UpstreamError("upstream stream was empty") from None
+        except CoopError as exc:
+            self.metrics.record(
+                name,
+                ok=False,
+                latency=time.perf_counter() - started_all,
+                error_type=type(exc).__name__,
+            )
+            raise
+        if on_start is not None:
+            on_start(used.id, used.model)
+        text_parts: list[str] = []
+        usage: Usage | None = None
+        ok = False
+        error_type = None
+        used.in_flight += 1
+        try:
+            chunk: ChatChunk | None = first
+            while chunk is not None:
+                if isinstance(chunk.usage, Usage):
+                    usage = chunk.usage
+                for choice in chunk.choices or ():
+                    content = getattr(choice.delta, "content", None)
+                    if isinstance(content, str):
+                        text_parts.append(content)
+                is_usage_only = not chunk.choices and isinstance(chunk.usage, Usage)
+                if not is_usage_only or wants_usage:
+                    if not wants_usage and isinstance(chunk.usage, Usage):
+                        chunk.usage = None
+                    yield chunk
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    chunk = None
+            ok = True
+        except UpstreamError as exc:
+            error_type = type(exc).__name__
+            exc.deployment = exc.deployment or used.id
+            used.record_failure(exc)
+            raise
+        except BaseException as exc:
+            error_type = type(exc).__name__
+            raise
+        finally:
+            used.in_flight -= 1
+            with anyio.CancelScope(shield=True):
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    # the stream may already have failed: keep the first error
+                    with contextlib.suppress(Exception):
+                        await aclose()
+            final = _usage_of(request, "".join(text_parts), usage)
+            state = self.models[used.model]
+            cost = cost_usd(
+                final.prompt_tokens or 0,
+                final.completion_tokens or 0,
+                state.price_input,
+                state.price_output,
+            )
+            if on_finish is not None:
+                on_finish(final, cost)
+            self.metrics.record(
+                used.model,
+                ok=ok,
+                latency=time.perf_counter() - started_all,
+                prompt_tokens=final.prompt_tokens or 0,
+                completion_tokens=final.completion_tokens or 0,
+                cost=cost,
+                error_type=error_type,
+            )
+
+    async def inference(self, request: InferenceRequest) -> InferenceResponse:
+        """The seed's call: never raises for upstream failures, reports ``success``/``error``."""
+        request_id = request.request_id or uuid.uuid4().hex
+        name = request.model_name or self._default_model()
+        started = time.perf_counter()
+        try:
+            chat_request = request.to_chat_request(name)
+            result = await self.chat(chat_request, model=name)
+        except CoopError as exc:
+            if isinstance(exc, UnknownModelError | MissingSecretError):
+                raise
+            return InferenceResponse(
+                text="",
+                model_name=name,
+                success=False,
+                error=str(exc),
+                error_type=type(exc).__name__,
+                latency=time.perf_counter() - started,
+                request_id=request_id,
+            )
+        return InferenceResponse(
+            text=result.text,
+            model_name=result.model,
+            success=True,
+            deployment=result.deployment,
+            provider=result.provider,
+            usage=result.usage,
+            cost=result.cost,
+            latency=result.latency,
+            request_id=request_id,
+            response=result.response,
+        )
+
+    async def stream(self, request: InferenceRequest) -> AsyncIterator[str]:
+        """The seed's streaming call: yields text pieces as they arrive."""
+        name = request.model_name or self._default_model()
+        chat_request = request.to_chat_request(name)
+        async for chunk in self.stream_chat(chat_request, model=name):
+            for choice in chunk.choices or ():
+                content = getattr(choice.delta, "content", None)
+                if content:
+                    yield content
+
+    def _default_model(self) -> str:
+        routing = self.config.routing
+        for candidate in (routing.light, routing.reasoning, *self.config.models):
+            if candidate in self.config.models:
+                return candidate
+        raise UnknownModelError("(none given)", self.config.served_names())
+
+    # -- active health checks -----------------------------------------------------
+
+    async def check_endpoint(self, endpoint: str) -> dict[str, Any]:
+        """List the endpoint's models (cheap, never a paid completion); record the outcome."""
+        provider = self.providers[endpoint]
+        started = time.perf_counter()
+        error: BaseException | None = None
+        models: list[str] = []
+        try:
+            pool = self._key_pool(endpoint)
+            key = pool.pick()
+            call = ProviderCall(
+                model="", api_key=key.value if key else None, timeouts=self._timeouts(endpoint)
+            )
+            with anyio.fail_after(call.timeouts.total):
+                models = await provider.list_models(call)
+        except (CoopError, TimeoutError) as exc:
+            error = exc
+        for model in self.models.values():
+            for deployment in model.deployments:
+                if deployment.endpoint == endpoint:
+                    deployment.record_health_check(error is None, error)
+        return {
+            "endpoint": endpoint,
+            "ok": error is None,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "models": len(models),
+            "error": None if error is None else f"{type(error).__name__}: {error}",
+        }
+
+    async def _health_loop(self, endpoint: str, interval: float) -> None:
+        while True:
+            await anyio.sleep(interval * (0.9 + 0.2 * self._rng.random()))
+            try:
+                await self.check_endpoint(endpoint)
+            except Exception:  # a health check must never kill the engine
+                continue
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)

@@ -1,0 +1,154 @@
+"""From a router's analysis to a target: ``[routing]`` plus live health, cost and latency.
+
+Routers only analyse; this policy is shared by all of them, so every router gets
+per-type overrides, tier targets, user limits (max cost, max latency) and
+health-aware selection for free. A model in cooldown is never chosen while a
+healthy model of the same tier exists.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._config import SystemConfig
+from ._routing import Analysis, RouteDecision, Router
+from ._usage import estimate_messages_tokens
+
+__all__ = ["RoutingPolicy"]
+
+#: Completion tokens assumed when estimating a request's cost before it runs.
+EXPECTED_COMPLETION_TOKENS = 400
+
+
+class RoutingPolicy:
+    """Decide the target for a request: ``decide(messages) -> RouteDecision``."""
+
+    def __init__(
+        self,
+        config: SystemConfig,
+        router: Router,
+        *,
+        healthy: Callable[[str], bool] | None = None,
+        latency_of: Callable[[str], float | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self._healthy = healthy or (lambda name: True)
+        self._latency_of = latency_of or (lambda name: None)
+
+    def _tier_models(self, tier: str) -> list[str]:
+        return [name for name, model in self.config.models.items() if model.tier == tier]
+
+    def _estimated_cost(self, model: str, prompt_tokens: int) -> float:
+        price = self.config.models[model].price
+        return (prompt_tokens * price.input + EXPECTED_COMPLETION_TOKENS * price.output) / 1_000_000
+
+    def _coop_healthy(self, name: str) -> bool:
+        coop = self.config.cooperations[name]
+        members = coop.models or [s["model"] for s in coop.stages]
+        return any(self._healthy(m) for m in members)
+
+    def decide(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_cost: float | None = None,
+        max_latency: float | None = None,
+    ) -> RouteDecision:
+        started = time.perf_counter()
+        analysis: Analysis = self.router.analyze(messages)
+        routing = self.config.routing
+        max_cost = max_cost if max_cost is not None else routing.max_cost
+        max_latency = max_latency if max_latency is not None else routing.max_latency
+        reasons = list(analysis.reasons)
+        configured = routing.overrides.get(analysis.task_type)
+        if configured:
+            reasons.append(f"override for task type {analysis.task_type!r} → {configured}")
+        else:
+            configured = routing.target_for(analysis.tier)
+            if configured:
+                reasons.append(f"tier {analysis.tier} → {configured} ([routing] {analysis.tier})")
+
+        # Candidates: the configured target first, then the tier's other models.
+        names: list[str] = []
+        if configured:
+            names.append(configured)
+        for name in self._tier_models(analysis.tier):
+            if name not in names:
+                names.append(name)
+        if not names:
+            names = [n for n in (routing.light, routing.reasoning, routing.complex) if n] or sorted(
+                self.config.models
+            )
+
+        prompt_tokens = estimate_messages_tokens(messages)
+        candidates: list[dict[str, Any]] = []
+        for name in names:
+            is_coop = name in self.config.cooperations
+            entry: dict[str, Any] = {"name": name, "kind": "cooperation" if is_coop else "model"}
+            entry["healthy"] = self._coop_healthy(name) if is_coop else self._healthy(name)
+            if not is_coop and name in self.config.models:
+                entry["estimated_cost"] = round(self._estimated_cost(name, prompt_tokens), 8)
+                latency = self._latency_of(name)
+                entry["latency_ms"] = None if latency is None else round(latency * 1000, 2)
+            entry["eligible"] = entry["healthy"]
+            if max_cost is not None and entry.get("estimated_cost", 0.0) > max_cost:
+                entry["eligible"] = False
+                entry["why_not"] = (
+                    f"estimated cost {entry['estimated_cost']:.6f} > max_cost {max_cost}"
+                )
+            if (
+                max_latency is not None
+                and entry.get("latency_ms") is not None
+                and entry["latency_ms"] / 1000 > max_latency
+            ):
+                entry["eligible"] = False
+                entry["why_not"] = (
+                    f"recent latency {entry['latency_ms']} ms > max_latency {max_latency}s"
+                )
+            if not entry["healthy"]:
+                entry["why_not"] = "cooling down (no healthy deployment)"
+            candidates.append(entry)
+
+        eligible = [c for c in candidates if c["eligible"]]
+        if eligible:
+            if max_cost is not None or max_latency is not None:
+                # Under a user limit prefer the configured target if it fits, else the cheapest.
+                chosen = (
+                    eligible[0]
+                    if eligible[0]["name"] == configured
+                    else min(
+                        eligible,
+                        key=lambda c: (c.get("estimated_cost", 0.0), c.get("latency_ms") or 0.0),
+                    )
+                )
+            else:
+                chosen = eligible[0]
+        else:
+            healthy = [c for c in candidates if c["healthy"]]
+            chosen = (
+                min(healthy, key=lambda c: c.get("estimated_cost", 0.0))
+                if healthy
+                else candidates[0]
+            )
+            reasons.append("no candidate met every limit; chose the closest")
+        if configured and chosen["name"] != configured:
+            reasons.append(
+                f"{configured} skipped: {next((c.get('why_not') for c in candidates if c['name'] == configured), 'not eligible')}; chose {chosen['name']}"
+            )
+        return RouteDecision(
+            task_type=analysis.task_type,
+            complexity=analysis.complexity,
+            tier=analysis.tier,
+            target=chosen["name"],
+            target_kind=chosen["kind"],
+            router=self.router.name,
+            confidence=analysis.confidence,
+            reasons=reasons,
+            candidates=candidates,
+            signals=analysis.signals,
+            language=analysis.language,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 4),
+        )
