@@ -1,0 +1,171 @@
+"""``coop serve`` and the commands that ask a running gateway: ``health``, ``status``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from cyclopts import App, Parameter
+
+from .._errors import ConfigError, CoopError, MissingSecretError
+from ._common import Common, emit_json, load, table
+
+
+def register(app: App) -> None:
+    app.command(serve)
+    app.command(health)
+    app.command(status)
+
+
+def serve(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    allow_unauthenticated: bool = False,
+    common: Common = Common(),  # noqa: B008
+) -> int:
+    """Run the OpenAI-compatible gateway (the simulated models when nothing is configured).
+
+    Parameters
+    ----------
+    host
+        Address to bind (default [server] host, 127.0.0.1).
+    port
+        Port (default [server] port, 8080).
+    workers
+        Worker processes (default [server] workers, 1).
+    allow_unauthenticated
+        Serve on a non-loopback address without [server] api_keys.
+    """
+    from ..server import serve as run
+
+    config, plugins = load(common)
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}", key="--workers")
+    shown_host = host or config.server.host
+    shown_port = port if port is not None else config.server.port
+    print(
+        f"coop gateway on http://{shown_host}:{shown_port}/v1 ({config.source}; "
+        f"{len(config.models)} models, {len(config.cooperations)} cooperations, router {config.routing.router})",
+        flush=True,
+    )
+    if config.embedded:
+        print(
+            "no coop.toml and no keys: serving the simulated models (coop init writes a starter file)",
+            flush=True,
+        )
+    run(
+        config,
+        plugins=plugins,
+        host=host,
+        port=port,
+        workers=workers,
+        allow_unauthenticated=allow_unauthenticated,
+    )
+    return 0
+
+
+def _get(url: str | None, path: str, common: Common, api_key: str | None) -> tuple[int, Any]:
+    import httpx
+
+    config, _ = load(common, check=False)
+    base = (url or config.server.base_url).rstrip("/")
+    headers = {}
+    key = api_key
+    if key is None and config.server.api_keys:
+        try:
+            key = config.server.resolved_api_keys()[0]
+        except MissingSecretError:
+            key = None
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    try:
+        response = httpx.get(base + path, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise CoopError(
+            f"cannot reach the gateway at {base}: {type(exc).__name__}: {exc} (is 'coop serve' running?)"
+        ) from None
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        raise CoopError(
+            f"{base}{path} did not answer JSON (status {response.status_code})"
+        ) from None
+
+
+def health(
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    json_: Annotated[bool, Parameter(name="--json")] = False,
+    common: Common = Common(),  # noqa: B008
+) -> int:
+    """Ask a running gateway whether it is alive and ready.
+
+    Parameters
+    ----------
+    url
+        Gateway base URL (default from [server]: http://host:port).
+    api_key
+        Key to send (default: the first of [server] api_keys).
+    """
+    status_code, live = _get(url, "/health", common, api_key)
+    ready_code, ready = _get(url, "/health/ready", common, api_key)
+    if json_:
+        emit_json({"live": live, "ready": ready, "ok": status_code == 200 and ready_code == 200})
+    else:
+        print(f"live: {live.get('status')} (version {live.get('version')})")
+        print(
+            f"ready: {ready.get('status')} ({', '.join(ready.get('healthy_models', [])) or 'no healthy model'})"
+        )
+    return 0 if status_code == 200 and ready_code == 200 else 1
+
+
+def status(
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    json_: Annotated[bool, Parameter(name="--json")] = False,
+    common: Common = Common(),  # noqa: B008
+) -> int:
+    """Show a running gateway's deployments: health, in-flight, latency, error rate.
+
+    Parameters
+    ----------
+    url
+        Gateway base URL (default from [server]: http://host:port).
+    api_key
+        Key to send (default: the first of [server] api_keys).
+    """
+    code, data = _get(url, "/status", common, api_key)
+    if code != 200:
+        raise CoopError(f"status answered {code}: {data.get('error', {}).get('message', data)}")
+    if json_:
+        emit_json(data)
+        return 0
+    metrics = data["metrics"]["total"]
+    print(
+        f"coop {data['version']} up {data['uptime_s']:.0f}s, {data['in_flight']} in flight, "
+        f"{metrics['requests']} requests, success {metrics['success_rate']}, cost ${metrics['cost_usd']}"
+    )
+    rows = []
+    for model, deployments in data["models"].items():
+        for dep in deployments:
+            rows.append(
+                [
+                    model,
+                    dep["id"],
+                    dep["state"],
+                    dep["in_flight"],
+                    dep["latency_ms"],
+                    dep["error_rate"],
+                    dep["cooling_for"],
+                ]
+            )
+    print(
+        table(
+            ["model", "deployment", "health", "in flight", "latency ms", "error rate", "cooling s"],
+            rows,
+        )
+    )
+    return 0

@@ -1,0 +1,609 @@
+"""The gateway: an OpenAI-compatible ASGI application over the Dispatcher.
+
+Every endpoint is a thin translation between HTTP and the Python API; nothing
+here decides routing, retries or integration. The request path is kept short:
+one body read, one JSON parse, one validation, one dispatch, one serialisation.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import attrs
+
+from .. import __version__
+from .._config import SystemConfig
+from .._dispatch import Dispatcher, Progress
+from .._errors import CoopError
+from .._plugins import Plugins
+from .._wire import ChatChunk, chunk_to_sse, parse_chat_request, response_json, to_wire
+from ._http import (
+    ClientDisconnected,
+    HTTPError,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    error_for,
+    read_body,
+    send_bytes,
+    send_error,
+    send_json,
+)
+
+__all__ = ["GatewayApp", "create_app"]
+
+log = logging.getLogger("coop.server")
+access_log = logging.getLogger("coop.access")
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_JSON = [(b"content-type", b"application/json")]
+_DONE = b"data: [DONE]\n\n"
+
+Handler = Callable[[Scope, Receive, Send, "RequestContext"], Awaitable[None]]
+
+
+@attrs.define
+class RequestContext:
+    request_id: str
+    started: float
+    status: int = 0
+    model: str | None = None
+    deployment: str | None = None
+    response_headers: list[tuple[bytes, bytes]] = attrs.field(factory=list)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPError(
+            400, f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_encoding"
+        ) from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise HTTPError(
+            400, f"request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
+
+
+def _limits(scope: Scope, data: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Per-request routing limits: ``x-coop-max-cost``/``x-coop-max-latency`` headers or a ``coop`` body object."""
+    options = data.pop("coop", None) if isinstance(data, dict) else None
+    options = options if isinstance(options, dict) else {}
+    values: list[float | None] = []
+    for name in ("max_cost", "max_latency"):
+        raw = _header(scope, f"x-coop-{name.replace('_', '-')}".encode())
+        value: Any = raw if raw is not None else options.get(name)
+        if value is None:
+            values.append(None)
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise HTTPError(400, f"{name} must be a number, got {value!r}", param=name) from None
+        if number < 0:
+            raise HTTPError(400, f"{name} must be >= 0, got {number:g}", param=name)
+        values.append(number)
+    return values[0], values[1]
+
+
+class GatewayApp:
+    """ASGI callable. ``lifespan`` opens the dispatcher in the server's event loop."""
+
+    def __init__(
+        self, config: SystemConfig, *, plugins: Plugins | None = None, health_checks: bool = True
+    ) -> None:
+        self.config = config
+        self._plugins = plugins
+        self._health_checks = health_checks
+        self.dispatcher: Dispatcher | None = None
+        self.started = time.time()
+        self.in_flight = 0
+        self._keys: list[bytes] = []
+        self._access = config.server.access_log
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self.chat_completions,
+            ("POST", "/chat/completions"): self.chat_completions,
+            ("POST", "/v1/completions"): self.completions,
+            ("GET", "/v1/models"): self.models,
+            ("GET", "/models"): self.models,
+            ("POST", "/v1/route"): self.route,
+            ("POST", "/v1/cooperate"): self.cooperate,
+            ("GET", "/health"): self.health,
+            ("GET", "/health/ready"): self.ready,
+            ("GET", "/status"): self.status,
+            ("GET", "/metrics"): self.metrics,
+        }
+        self._public = {"/health", "/health/ready"}
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def startup(self) -> None:
+        self._keys = [k.encode() for k in self.config.server.resolved_api_keys()]
+        self.dispatcher = Dispatcher(
+            self.config, plugins=self._plugins, health_checks=self._health_checks
+        )
+        await self.dispatcher.engine.initialize()
+
+    async def shutdown(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.engine.shutdown()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- the ASGI entry ---------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        if self.dispatcher is None:  # a server without lifespan support
+            await self.startup()
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        ctx = RequestContext(request_id=request_id, started=time.perf_counter())
+        ctx.response_headers.append(
+            (b"x-request-id", request_id.encode("latin-1", "replace")[:200])
+        )
+        sent_start = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal sent_start
+            if message["type"] == "http.response.start":
+                sent_start = True
+                ctx.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *ctx.response_headers]
+            await send(message)
+
+        self.in_flight += 1
+        try:
+            handler = self._routes.get((scope["method"], scope["path"]))
+            if handler is None:
+                if any(path == scope["path"] for _, path in self._routes):
+                    raise HTTPError(
+                        405,
+                        f"method {scope['method']} not allowed on {scope['path']}",
+                        code="method_not_allowed",
+                    )
+                if scope["path"] == "/dashboard":
+                    raise HTTPError(
+                        404, "the dashboard is not part of this build yet", code="not_found"
+                    )
+                raise HTTPError(404, f"no endpoint {scope['path']}", code="not_found")
+            if self._keys and scope["path"] not in self._public:
+                self._authenticate(scope)
+            await handler(scope, receive, tracking_send, ctx)
+        except ClientDisconnected:
+            ctx.status = 499
+        except Exception as exc:
+            error = error_for(exc)
+            if error.status >= 500 and not isinstance(exc, CoopError | HTTPError):
+                log.exception("internal error on %s %s", scope["method"], scope["path"])
+            if not sent_start:
+                try:
+                    await send_error(tracking_send, error)
+                except OSError:
+                    ctx.status = 499
+            else:
+                ctx.status = error.status
+        finally:
+            self.in_flight -= 1
+            if self._access != "off":
+                self._log_access(scope, ctx)
+
+    def _authenticate(self, scope: Scope) -> None:
+        given = None
+        auth = _header(scope, b"authorization")
+        if auth and auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        elif _header(scope, b"x-api-key"):
+            given = _header(scope, b"x-api-key")
+        if not given:
+            raise HTTPError(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>'",
+                type="authentication_error",
+                code="missing_api_key",
+            )
+        candidate = given.encode()
+        ok = False
+        for (
+            key
+        ) in self._keys:  # compare against every key: the time does not depend on which matched
+            ok |= hmac.compare_digest(candidate, key)
+        if not ok:
+            raise HTTPError(
+                401, "invalid API key", type="authentication_error", code="invalid_api_key"
+            )
+
+    def _log_access(self, scope: Scope, ctx: RequestContext) -> None:
+        elapsed = (time.perf_counter() - ctx.started) * 1000
+        if self._access == "json":
+            record = {
+                "ts": round(time.time(), 3),
+                "request_id": ctx.request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": ctx.status,
+                "ms": round(elapsed, 2),
+                "model": ctx.model,
+                "deployment": ctx.deployment,
+                "client": scope.get("client", ("", 0))[0] if scope.get("client") else None,
+            }
+            sys.stderr.write(json.dumps(record, separators=(",", ":")) + "\n")
+        elif access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %s %.1fms model=%s deployment=%s id=%s",
+                scope["method"],
+                scope["path"],
+                ctx.status,
+                elapsed,
+                ctx.model or "-",
+                ctx.deployment or "-",
+                ctx.request_id,
+            )
+
+    # -- chat ---------------------------------------------------------------------
+
+    async def _request_json(self, receive: Receive) -> Any:
+        body = await read_body(receive, self.config.server.max_body_bytes)
+        if not body:
+            raise HTTPError(
+                400, "request body is empty; expected a JSON object", code="invalid_json"
+            )
+        return _parse_json(body)
+
+    async def chat_completions(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        data = await self._request_json(receive)
+        max_cost, max_latency = _limits(scope, data)
+        request = parse_chat_request(data)
+        assert self.dispatcher is not None
+        target, decision = self.dispatcher.resolve(
+            request, max_cost=max_cost, max_latency=max_latency
+        )
+        if decision is not None:
+            ctx.response_headers.append(
+                (b"x-coop-route", f"{decision.tier}/{decision.task_type}".encode())
+            )
+        routed = attrs.evolve(request, model=target) if target != request.model else request
+        if request.stream is True:
+            await self._stream_chat(routed, send, ctx, receive)
+            return
+        ctx.model = target
+        result = await self._run_until_disconnect(receive, self.dispatcher.complete(routed))
+        ctx.model, ctx.deployment = result.model, result.deployment
+        ctx.response_headers += self._coop_headers(result.model, result.deployment, result.cost)
+        await send_bytes(send, 200, response_json(result.response), _JSON)
+
+    def _coop_headers(
+        self, model: str, deployment: str | None, cost: float | None
+    ) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-coop-model", model.encode())]
+        if deployment:
+            headers.append((b"x-coop-deployment", deployment.encode()))
+        if cost is not None:
+            headers.append((b"x-coop-cost", f"{cost:.8f}".encode()))
+        return headers
+
+    async def _run_until_disconnect(self, receive: Receive, work: Awaitable[Any]) -> Any:
+        """Await ``work``; a client that hangs up cancels it (and its upstream call)."""
+        outcome: dict[str, Any] = {}
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    outcome["disconnected"] = True
+                    scope.cancel()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            with anyio.fail_after(self.config.server.request_timeout):
+                outcome["result"] = await work
+            tg.cancel_scope.cancel()
+        if "result" not in outcome:
+            raise ClientDisconnected()
+        return outcome["result"]
+
+    async def _stream_chat(
+        self, request: Any, send: Send, ctx: RequestContext, receive: Receive
+    ) -> None:
+        assert self.dispatcher is not None
+        started = False
+
+        def on_start(deployment: str | None, model: str) -> None:
+            ctx.model, ctx.deployment = model, deployment
+
+        async def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                headers = [
+                    *_SSE_HEADERS,
+                    *self._coop_headers(ctx.model or request.model, ctx.deployment, None),
+                ]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+        stream = self.dispatcher.stream(request, on_start=on_start)
+        try:
+            with anyio.fail_after(self.config.server.request_timeout):
+                async for item in stream:
+                    await start()
+                    if isinstance(item, Progress):
+                        body = b": " + item.text.replace("\n", " ").encode() + b"\n\n"
+                    else:
+                        assert isinstance(item, ChatChunk)
+                        body = chunk_to_sse(item)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+        except (OSError, anyio.get_cancelled_exc_class()):
+            raise
+        except Exception as exc:
+            if not started:
+                raise
+            error = error_for(exc)
+            ctx.status = error.status
+            payload = (
+                b"data: " + error_body(error.message, error.type, error.param, error.code) + b"\n\n"
+            )
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        finally:
+            await stream.aclose()
+        await start()
+        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+
+    async def completions(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        """The legacy prompt form, served by the chat path."""
+        data = await self._request_json(receive)
+        if not isinstance(data, dict):
+            raise HTTPError(400, "request body must be a JSON object")
+        prompt = data.pop("prompt", None)
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise HTTPError(400, "prompt must be a string", param="prompt")
+        for unsupported in ("echo", "best_of", "suffix"):
+            data.pop(unsupported, None)
+        if data.get("stream") is True:
+            raise HTTPError(
+                400, "streaming is supported on /v1/chat/completions only", param="stream"
+            )
+        data["messages"] = [{"role": "user", "content": prompt}]
+        max_cost, max_latency = _limits(scope, data)
+        request = parse_chat_request(data)
+        assert self.dispatcher is not None
+        result = await self._run_until_disconnect(
+            receive, self.dispatcher.complete(request, max_cost=max_cost, max_latency=max_latency)
+        )
+        ctx.model, ctx.deployment = result.model, result.deployment
+        ctx.response_headers += self._coop_headers(result.model, result.deployment, result.cost)
+        response = to_wire(result.response)
+        await send_json(
+            send,
+            200,
+            {
+                "id": response.get("id", "").replace("chatcmpl", "cmpl"),
+                "object": "text_completion",
+                "created": response.get("created", int(time.time())),
+                "model": response.get("model"),
+                "choices": [
+                    {
+                        "index": c.get("index", 0),
+                        "text": (c.get("message") or {}).get("content") or "",
+                        "logprobs": None,
+                        "finish_reason": c.get("finish_reason"),
+                    }
+                    for c in response.get("choices", [])
+                ],
+                "usage": to_wire(result.usage),
+            },
+        )
+
+    # -- models, routing, cooperation -------------------------------------------------
+
+    async def models(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        created = int(self.started)
+        data = [
+            {
+                "id": "auto",
+                "object": "model",
+                "created": created,
+                "owned_by": "coop",
+                "coop": {"kind": "router", "router": self.config.routing.router},
+            }
+        ]
+        for name, model in sorted(self.config.models.items()):
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "coop",
+                    "coop": {
+                        "kind": "model",
+                        "tier": model.tier,
+                        "context_window": model.context_window,
+                    },
+                }
+            )
+        for name, coop in sorted(self.config.cooperations.items()):
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "coop",
+                    "coop": {"kind": "cooperation", "mode": coop.mode, "strategy": coop.strategy},
+                }
+            )
+        await send_json(send, 200, {"object": "list", "data": data})
+
+    async def route(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        data = await self._request_json(receive)
+        if (
+            isinstance(data, dict)
+            and "messages" not in data
+            and isinstance(data.get("prompt"), str)
+        ):
+            data["messages"] = [{"role": "user", "content": data.pop("prompt")}]
+        if isinstance(data, dict):
+            data.setdefault("model", "auto")
+        max_cost, max_latency = _limits(scope, data)
+        request = parse_chat_request(data)
+        assert self.dispatcher is not None
+        decision = self.dispatcher.route(request, max_cost=max_cost, max_latency=max_latency)
+        await send_json(send, 200, decision.to_dict())
+
+    async def cooperate(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        data = await self._request_json(receive)
+        if not isinstance(data, dict):
+            raise HTTPError(400, "request body must be a JSON object")
+        assert self.dispatcher is not None
+        scheduler = self.dispatcher.scheduler
+        query: Any = data.get("messages") or data.get("query") or data.get("prompt")
+        if not query or not isinstance(query, str | list):
+            raise HTTPError(400, "give 'query' (a string) or 'messages'", param="query")
+        mode = data.get("mode", "parallel")
+        strategy = data.get("strategy")
+        options = data.get("options") or {}
+        if mode == "pipeline":
+            work = scheduler.create_pipeline_task(
+                query, data.get("stages") or [], timeout=data.get("timeout")
+            )
+        elif mode == "sequential":
+            work = scheduler.create_sequential_task(
+                query,
+                data.get("models") or [],
+                strategy,
+                timeout=data.get("timeout"),
+                options=options,
+            )
+        elif mode == "parallel":
+            work = scheduler.create_parallel_task(
+                query,
+                data.get("models") or [],
+                strategy or "voting",
+                quorum=data.get("quorum"),
+                timeout=data.get("timeout"),
+                options=options,
+            )
+        else:
+            raise HTTPError(
+                400, f"mode {mode!r} is not one of sequential, parallel, pipeline", param="mode"
+            )
+        result = await self._run_until_disconnect(receive, work)
+        await send_json(send, 200, result.to_dict())
+
+    # -- health and status --------------------------------------------------------------
+
+    async def health(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        await send_json(send, 200, {"status": "ok", "version": __version__})
+
+    def _healthy_models(self) -> list[str]:
+        assert self.dispatcher is not None
+        engine = self.dispatcher.engine
+        return [name for name in engine.models if engine.healthy(name)]
+
+    async def ready(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        healthy = self._healthy_models()
+        status = 200 if healthy else 503
+        await send_json(
+            send,
+            status,
+            {"status": "ready" if healthy else "unavailable", "healthy_models": healthy},
+        )
+
+    def status_data(self) -> dict[str, Any]:
+        assert self.dispatcher is not None
+        engine = self.dispatcher.engine
+        return {
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started, 3),
+            "in_flight": self.in_flight,
+            "config": self.config.source,
+            "router": self.config.routing.router,
+            "endpoints": {
+                name: {"provider": e.provider, "base_url": e.base_url}
+                for name, e in self.config.endpoints.items()
+            },
+            "models": engine.deployment_snapshot(),
+            "cooperations": sorted(self.config.cooperations),
+            "metrics": engine.metrics.snapshot(),
+        }
+
+    async def status(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        await send_json(send, 200, self.status_data())
+
+    async def metrics(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        from ._prometheus import render_metrics
+
+        assert self.dispatcher is not None
+        body = render_metrics(
+            self.dispatcher.engine, in_flight=self.in_flight, started=self.started
+        )
+        await send_bytes(
+            send,
+            200,
+            body.encode(),
+            [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
+        )
+
+
+def create_app(
+    config: SystemConfig | None = None,
+    *,
+    plugins: Plugins | None = None,
+    health_checks: bool = True,
+) -> GatewayApp:
+    """The gateway as an ASGI application (for uvicorn, granian or tests)."""
+    return GatewayApp(
+        config if config is not None else SystemConfig(),
+        plugins=plugins,
+        health_checks=health_checks,
+    )
