@@ -9,8 +9,8 @@ Deliberate differences from a browser, and why:
 * :meth:`SSEDecoder.flush` dispatches an event still pending at the end of the
   stream (a browser drops it): some upstreams close right after ``data: [DONE]``
   without the blank line, and losing the last chunk would lose the answer.
-* Lines longer than ``max_line`` characters raise :class:`coop.UpstreamProtocolError`
-  instead of growing memory without bound on a garbage stream.
+* A line still unfinished after ``max_line`` characters raises
+  :class:`coop.UpstreamProtocolError` instead of buffering a garbage stream forever.
 """
 
 from __future__ import annotations

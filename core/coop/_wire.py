@@ -96,7 +96,7 @@ class _Wire:
 
     def __repr__(self) -> str:
         parts = []
-        for a in attrs.fields(type(self)):  # type: ignore[misc]
+        for a in attrs.fields(type(self)):  # type: ignore[arg-type]
             v = getattr(self, a.name)
             if v is not UNSET and not (a.name == "extra" and not v):
                 parts.append(f"{a.name}={v!r}")
@@ -264,13 +264,35 @@ class Usage(_Wire):
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
+def _response_message(msg: ChatMessage) -> dict[str, Any]:
+    """A response's message: OpenAI requires ``content`` and ``refusal``, even as null.
+
+    Some upstreams leave them out; filling them here keeps coop's output schema-valid
+    without making request messages (where they are optional) grow keys.
+    """
+    data: dict[str, Any] = _UNSTRUCTURE[ChatMessage](msg)
+    if "content" not in data or "refusal" not in data:
+        data = dict(data) if isinstance(msg, dict) else data  # never alter a caller's dict
+        data.setdefault("content", None)
+        data.setdefault("refusal", None)
+    return data
+
+
+def _or_stop(reason: str | None) -> str:
+    return "stop" if reason is None else reason
+
+
 @attrs.define(kw_only=True, repr=False)
 class Choice(_Wire):
-    """One choice of a response; ``finish_reason`` and ``logprobs`` are always written."""
+    """One choice of a response; ``finish_reason`` and ``logprobs`` are always written.
+
+    OpenAI's schema allows no null ``finish_reason`` in a whole response, so a missing
+    or null one (some upstreams) is written as ``"stop"``.
+    """
 
     index: int = 0
-    message: ChatMessage
-    finish_reason: str | None = None
+    message: ChatMessage = attrs.field(metadata={"unstructure": _response_message})
+    finish_reason: str | None = attrs.field(default="stop", metadata={"unstructure": _or_stop})
     logprobs: dict[str, Any] | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
 
@@ -300,7 +322,7 @@ class ChatResponse(_Wire):
         model: str,
         text: str | None,
         *,
-        finish_reason: str | None = "stop",
+        finish_reason: str = "stop",
         usage: Usage | None = None,
         id: str | None = None,
         created: int | None = None,
@@ -620,26 +642,34 @@ def _compile_union(tp: Any) -> _Kind:
         head, _, last = desc.rpartition(", ")
         desc = f"{head} or {last}"
     if len(kinds) == 1:
-        inner = kinds[0].check
-        if inner is None:
-            return _Kind(None, None, "any value", None)
-        kind_check = inner
-        if nullable:
+        return _compile_optional(kinds[0], nullable, desc)
+    return _compile_dispatch(kinds, nullable, desc)
 
-            def check(v: Any) -> Any:
-                return None if v is None else kind_check(v)
-        else:
-            check = kind_check
-        unstructure = kinds[0].unstructure
-        if unstructure is not None and nullable:
-            u = unstructure
 
-            def unstructure(v: Any) -> Any:
-                return None if v is None else u(v)
+def _compile_optional(kind: _Kind, nullable: bool, desc: str) -> _Kind:
+    """``X | None``: null passes, anything else is checked as ``X``."""
+    inner, inner_unstructure = kind.check, kind.unstructure
+    if inner is None:
+        return _Kind(None, None, "any value", None)
+    if not nullable:
+        return _Kind(inner, inner_unstructure, desc, kind.classes)
+    check_inner = inner
 
-        return _Kind(check, unstructure, desc, kinds[0].classes)
+    def check(v: Any) -> Any:
+        return None if v is None else check_inner(v)
 
-    # Several JSON shapes (``str | list[ContentPart]``): dispatch on the value's class.
+    unstructure = None
+    if inner_unstructure is not None:
+        u = inner_unstructure
+
+        def unstructure(v: Any) -> Any:
+            return None if v is None else u(v)
+
+    return _Kind(check, unstructure, desc, kind.classes)
+
+
+def _compile_dispatch(kinds: list[_Kind], nullable: bool, desc: str) -> _Kind:
+    """Several JSON shapes (``str | list[ContentPart]``): dispatch on the value's class."""
     table: dict[type, _Check | None] = {}
     for kind in kinds:
         assert kind.classes is not None, "Any inside a union is not supported"
@@ -686,7 +716,7 @@ def _build(cls: type[_Wire]) -> tuple[_Check, _Check]:
         "    d = {}",
     ]
     namespace: dict[str, Any] = {"UNSET": UNSET}
-    for a in attrs.fields(cls):
+    for a in attrs.fields(cls):  # type: ignore[arg-type]
         if a.name == "extra" or not a.metadata.get("wire", True):
             continue
         kind = _compile(hints[a.name])
@@ -694,8 +724,9 @@ def _build(cls: type[_Wire]) -> tuple[_Check, _Check]:
         if a.default is attrs.NOTHING:
             required.append((a.name, a.metadata.get("expects", kind.desc)))
         value = "v"
-        if kind.unstructure is not None:
-            namespace[f"u_{a.name}"] = kind.unstructure
+        unstructure_value = a.metadata.get("unstructure", kind.unstructure)
+        if unstructure_value is not None:
+            namespace[f"u_{a.name}"] = unstructure_value
             value = f"u_{a.name}(v)"
         if a.default is UNSET:
             lines += [
@@ -752,7 +783,8 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 #: The cattrs converter carrying coop's hooks (``converter.structure(x, list[ChatMessage])``).
-converter: Final = cattrs.Converter()
+#: Without detailed validation so a :class:`ValidationError` propagates as it is.
+converter: Final = cattrs.Converter(detailed_validation=False)
 
 for _cls in _CLASSES:
     _STRUCTURE[_cls], _UNSTRUCTURE[_cls] = _build(_cls)
@@ -780,7 +812,7 @@ def from_wire(cls: type[_T], data: Any) -> _T:
     Raises :class:`coop.ValidationError` whose ``field`` is the full path of the
     first offending value (``messages[2].content``) and whose ``value`` is that value.
     """
-    fn = _STRUCTURE.get(cls)  # type: ignore[arg-type]
+    fn = _STRUCTURE.get(cls)
     if fn is None:
         return converter.structure(data, cls)
     try:
@@ -804,7 +836,8 @@ def to_wire(obj: Any) -> Any:
 def _check_range(field: str, value: Any, low: float | None, high: float | None) -> None:
     if value is UNSET or value is None:
         return
-    if (low is not None and value < low) or (high is not None and value > high):
+    # Written so that NaN (which Python's json accepts) fails both bounds.
+    if not ((low is None or value >= low) and (high is None or value <= high)):
         if high is None:
             valid = f"at least {low}"
         elif low is None:
@@ -859,8 +892,19 @@ def validate_request(req: ChatRequest) -> None:
                 raise ValidationError(
                     "required for a 'function' tool; expected an object with a name",
                     field=f"tools[{i}].function",
-                    value=tool.function,
+                    value=_given(tool.function),
                 )
+            if tool.type == "custom" and not isinstance(tool.custom, dict):
+                raise ValidationError(
+                    "required for a 'custom' tool; expected an object with a name",
+                    field=f"tools[{i}].custom",
+                    value=_given(tool.custom),
+                )
+
+
+def _given(value: Any) -> Any:
+    """The value for ``ValidationError.value``: ``None`` for an absent field."""
+    return None if value is UNSET else value
 
 
 def _validate_message(msg: ChatMessage, where: str) -> None:
@@ -882,7 +926,7 @@ def _validate_message(msg: ChatMessage, where: str) -> None:
         raise ValidationError(
             "required for a 'tool' message; expected a string",
             field=f"{where}.tool_call_id",
-            value=None if msg.tool_call_id is UNSET else msg.tool_call_id,
+            value=_given(msg.tool_call_id),
         )
     if isinstance(content, list):
         for j, part in enumerate(content):
@@ -890,7 +934,7 @@ def _validate_message(msg: ChatMessage, where: str) -> None:
                 raise ValidationError(
                     "required for a 'text' part; expected a string",
                     field=f"{where}.content[{j}].text",
-                    value=None if part.text is UNSET else part.text,
+                    value=_given(part.text),
                 )
             if part.type == "image_url" and not (
                 isinstance(part.image_url, dict) and isinstance(part.image_url.get("url"), str)
@@ -898,7 +942,7 @@ def _validate_message(msg: ChatMessage, where: str) -> None:
                 raise ValidationError(
                     "required for an 'image_url' part; expected an object with a string 'url'",
                     field=f"{where}.content[{j}].image_url",
-                    value=None if part.image_url is UNSET else part.image_url,
+                    value=_given(part.image_url),
                 )
 
 
