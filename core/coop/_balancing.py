@@ -36,15 +36,15 @@ def pick_deployment(
         return chooser.choices(list(candidates), weights=[d.weight for d in candidates])[0]
     if policy == "round-robin":
         return candidates[next(_rr) % len(candidates)]
+    # Ties go to the earlier deployment in coop.toml: predictable, and a deployment
+    # with no latency yet (0.0) is tried before a measured one.
+    ranked = range(len(candidates))
     if policy == "latency":
         return min(
-            candidates,
-            key=lambda d: (
-                (d.latency_ewma or 0.0) * (1 + d.in_flight) / d.weight,
-                chooser.random(),
-            ),
-        )
+            zip(candidates, ranked, strict=True),
+            key=lambda p: ((p[0].latency_ewma or 0.0) * (1 + p[0].in_flight) / p[0].weight, p[1]),
+        )[0]
     return min(
-        candidates,
-        key=lambda d: (d.in_flight / d.weight, d.latency_ewma or 0.0, chooser.random()),
-    )
+        zip(candidates, ranked, strict=True),
+        key=lambda p: (p[0].in_flight / p[0].weight, p[0].latency_ewma or 0.0, p[1]),
+    )[0]

@@ -215,7 +215,9 @@ class Dispatcher:
                 note += f" in {data['latency']:.2f}s"
             if data.get("error"):
                 note += f": {data['error']}"
-            with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            with contextlib.suppress(
+                anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
+            ):
                 send.send_nowait(Progress(note))
 
         outcome: dict[str, Any] = {}

@@ -58,6 +58,9 @@ class RetryPolicy:
     backoff_max: float = 5.0
     #: Longest single wait for a cooling deployment or a Retry-After.
     max_wait: float = 10.0
+    #: First cooldown of a failing deployment; doubles on each re-opening up to the max.
+    base_cooldown: float = 1.0
+    max_cooldown: float = 60.0
 
 
 @attrs.define
@@ -209,6 +212,8 @@ class OpenAIEngine:
                         or self.config.endpoints[dep.endpoint].max_concurrency,
                         provider=self.providers[dep.endpoint],
                         keys=pools[dep.endpoint],
+                        base_cooldown=self.retry.base_cooldown,
+                        max_cooldown=self.retry.max_cooldown,
                     )
                 )
             price_in, price_out = model.price.input, model.price.output
@@ -355,10 +360,13 @@ class OpenAIEngine:
         deadline = time.monotonic() + budget + self.retry.max_wait
         errors: list[BaseException] = []
         attempt = 0
-        for model_name in chain:
+        for position, model_name in enumerate(chain):
             model = self._model(model_name)
             tried: set[int] = set()
+            has_fallback = position + 1 < len(chain)
             while attempt < self.retry.max_attempts:
+                if has_fallback and len(tried) >= len(model.deployments):
+                    break  # every deployment failed once: the fallback before any retry
                 try:
                     deployment = await self._acquire(model, tried, deadline)
                 except NoHealthyDeploymentError as exc:

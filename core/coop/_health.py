@@ -213,7 +213,7 @@ class DeploymentState:
             self.cooldown_until = max(self.cooldown_until, self.clock() + wait)
             self.circuit = CircuitState.OPEN
             return
-        if not isinstance(error, _SICK | TimeoutError):
+        if not isinstance(error, (*_SICK, TimeoutError)):
             return
         self.consecutive_failures += 1
         if (

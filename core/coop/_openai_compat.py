@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ._errors import UpstreamProtocolError, ValidationError
+from ._errors import UpstreamConnectionError, UpstreamProtocolError, ValidationError
 from ._http import HTTPResponse
 from ._providers import Provider, ProviderCall
 from ._sse import aiter_sse
@@ -166,7 +166,7 @@ class OpenAICompatibleProvider(Provider):
                     raw[:500],
                 )
             finished = False
-            async for event in aiter_sse(response.aiter_bytes()):
+            async for event in self._events(response, call):
                 data = event.data
                 if not data:
                     continue
@@ -204,6 +204,16 @@ class OpenAICompatibleProvider(Provider):
                 )
         finally:
             await response.aclose()
+
+    async def _events(self, response: HTTPResponse, call: ProviderCall) -> AsyncIterator[Any]:
+        """SSE events; a connection cut mid-stream is reported as the cut stream it is."""
+        try:
+            async for event in aiter_sse(response.aiter_bytes()):
+                yield event
+        except UpstreamConnectionError as exc:
+            raise self._protocol_error(
+                f"stream ended before [DONE] (connection cut: {exc})", call, response.status, ""
+            ) from exc
 
     async def list_models(self, call: ProviderCall) -> list[str]:
         assert self.http is not None
