@@ -8,6 +8,7 @@ strategy plugin (voting, judge, ...), looked up by name like any third-party one
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,6 +19,8 @@ import attrs
 from ._config import CooperationConfig
 from ._errors import CooperationError, CoopError, UnknownModelError, ValidationError
 from ._strategies import Candidate, Integration, StrategyContext
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 __all__ = [
     "DEFAULT_TEMPLATES",
@@ -45,12 +48,12 @@ DEFAULT_TEMPLATES: dict[str, str] = {
 def render(template: str, values: Mapping[str, str]) -> str:
     """Replace ``{name}`` placeholders with values; any other brace is left alone.
 
-    Never ``str.format`` on user text: a ``{`` in a prompt must not break anything.
+    One pass over the template only: user text is never formatted or scanned
+    for placeholders, so a ``{`` or ``{previous}`` in a prompt is just text.
     """
-    out = template
-    for name, value in values.items():
-        out = out.replace("{" + name + "}", value.replace("\0", ""))
-    return out
+    return _PLACEHOLDER.sub(
+        lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), template
+    )
 
 
 @attrs.define

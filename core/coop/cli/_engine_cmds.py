@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -31,6 +32,7 @@ def ask(
     system: str | None = None,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    record: Path | None = None,
     common: Common = Common(),  # noqa: B008
 ) -> int:
     """Ask a model (or "auto", the router) and print the answer as it streams.
@@ -51,6 +53,8 @@ def ask(
         Upper bound on the answer's tokens.
     temperature
         Sampling temperature, 0-2.
+    record
+        Append the answer to this JSON lines file (for the replay provider).
     """
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -66,8 +70,12 @@ def ask(
                 max_tokens=max_tokens,
                 temperature=temperature,
             ).to_chat_request("auto")
-            if json_ or no_stream:
+            if json_ or no_stream or record is not None:
                 result = await gateway.complete(request)
+                if record is not None:
+                    from ._cooperate_cmds import record_answers
+
+                    record_answers(record, [(result.deployment, prompt, result.text)])
                 if json_:
                     emit_json(result.to_dict())
                 else:

@@ -1,0 +1,216 @@
+"""``coop cooperate`` (several models on one task) and ``coop eval cooperation``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from cyclopts import App, Parameter
+
+from .._coop_eval import evaluate_voting, load_rows
+from .._dispatch import Dispatcher
+from .._errors import ConfigError, ValidationError
+from ._common import Common, emit_json, load
+from ._route_cmds import eval_app
+
+
+def register(app: App) -> None:
+    app.command(cooperate)
+    eval_app.command(eval_cooperation, name="cooperation")
+
+
+def _split(models: str) -> list[str]:
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise ValidationError("give at least one model", field="--models", value=models)
+    return names
+
+
+def cooperate(
+    query: str,
+    /,
+    *,
+    models: str | None = None,
+    mode: str = "parallel",
+    strategy: str | None = None,
+    cooperation: str | None = None,
+    quorum: int | None = None,
+    timeout: float | None = None,
+    record: Path | None = None,
+    json_: Annotated[bool, Parameter(name="--json")] = False,
+    common: Common = Common(),  # noqa: B008
+) -> int:
+    """Run several models on one task and print the integrated answer.
+
+    Parameters
+    ----------
+    query
+        The task ("-" reads standard input).
+    models
+        Comma-separated logical models (pipeline: one stage each, in order).
+    mode
+        parallel, sequential or pipeline.
+    strategy
+        Integration strategy (voting, weighted, ensemble, judge, refine, debate).
+    cooperation
+        Run a [cooperations.NAME] entry instead of --models/--mode/--strategy.
+    quorum
+        Answers needed for a parallel run to succeed.
+    timeout
+        Seconds each model may take.
+    record
+        Append every model's answer to this JSON lines file (for the replay provider).
+    json_
+        Print the whole result (every output, votes, timing, cost) as JSON.
+    """
+    if query == "-":
+        query = sys.stdin.read()
+    config, plugins = load(common)
+    if mode not in ("parallel", "sequential", "pipeline"):
+        raise ValidationError(
+            f"{mode!r} is not one of parallel, sequential, pipeline", field="--mode", value=mode
+        )
+    if cooperation is None and models is None:
+        raise ConfigError("give --models a,b,c (or --cooperation NAME)", key="--models")
+    if cooperation is not None and cooperation not in config.cooperations:
+        from .._errors import UnknownModelError
+
+        raise UnknownModelError(cooperation, list(config.cooperations))
+    live = sys.stderr.isatty() and not json_
+
+    def progress(event: str, data: dict[str, Any]) -> None:
+        if live or event == "failed":
+            note = f"  {data.get('model')}: {event}"
+            if data.get("latency") is not None:
+                note += f" in {data['latency']:.2f}s"
+            if data.get("error"):
+                note += f" ({data['error']})"
+            print(note, file=sys.stderr, flush=True)
+
+    async def main() -> Any:
+        async with Dispatcher(config, plugins=plugins, health_checks=False) as dispatcher:
+            scheduler = dispatcher.scheduler
+            if cooperation is not None:
+                return await scheduler.run(
+                    config.cooperations[cooperation], query, on_progress=progress
+                )
+            names = _split(models or "")
+            if mode == "pipeline":
+                return await scheduler.create_pipeline_task(
+                    query,
+                    [
+                        {"model": m, "task": task}
+                        for m, task in zip(names, _pipeline_tasks(len(names)), strict=True)
+                    ],
+                    timeout=timeout,
+                    on_progress=progress,
+                )
+            if mode == "sequential":
+                return await scheduler.create_sequential_task(
+                    query, names, strategy, timeout=timeout, on_progress=progress
+                )
+            return await scheduler.create_parallel_task(
+                query,
+                names,
+                strategy or "voting",
+                quorum=quorum,
+                timeout=timeout,
+                on_progress=progress,
+            )
+
+    result = anyio.run(main)
+    if record is not None:
+        _record(record, query, result)
+    if json_:
+        emit_json(result.to_dict())
+        return 0
+    print(result.text)
+    evidence = result.evidence
+    summary = f"[{result.mode}"
+    if result.strategy:
+        summary += f", {result.strategy}"
+    if result.confidence is not None:
+        summary += f", confidence {result.confidence:.2f}"
+    summary += f", {len([o for o in result.outputs if o.success])}/{len(result.outputs)} answered, {result.latency:.2f}s, ${result.cost:.6f}]"
+    print(summary, file=sys.stderr)
+    if evidence.get("method") == "text-similarity":
+        print("no extractable answers: voted on text agreement", file=sys.stderr)
+    return 0
+
+
+def _pipeline_tasks(n: int) -> list[str]:
+    """Default stage tasks for ``--mode pipeline``: analysis first, summary last."""
+    if n == 1:
+        return ["answer"]
+    return ["analysis", *["critique"] * (n - 2), "summary"]
+
+
+def record_answers(path: Path, rows: list[tuple[str | None, str, str]]) -> None:
+    """Append ``(deployment, prompt, text)`` rows in the replay provider's format.
+
+    The key is the upstream model id (the deployment's path), so a replay
+    endpoint can stand in for the real one under the same ``path``.
+    """
+    import json
+
+    with path.open("a", encoding="utf-8") as handle:
+        for deployment, prompt, text in rows:
+            if deployment:
+                model = deployment.split("/", 1)[1] if "/" in deployment else deployment
+                line = {"model": model, "prompt": prompt, "text": text}
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def _record(path: Path, query: str, result: Any) -> None:
+    record_answers(path, [(o.deployment, query, o.text) for o in result.outputs if o.success])
+
+
+def eval_cooperation(
+    file: Path,
+    /,
+    *,
+    models: str,
+    strategy: str = "voting",
+    mode: str = "parallel",
+    folds: int = 5,
+    json_: Annotated[bool, Parameter(name="--json")] = False,
+    common: Common = Common(),  # noqa: B008
+) -> int:
+    """Accuracy of a cooperation on recorded answers, against each single model.
+
+    Rows hold a reference answer ("ground_truth" or "answer") and each model's recorded
+    output (text, or {"solution", "is_correct"}). Learned settings (weights) come from
+    k-fold cross-validation, never from the rows they are scored on.
+
+    Parameters
+    ----------
+    file
+        JSON lines of recorded answers.
+    models
+        Comma-separated names of the models (keys in each row).
+    strategy
+        Integration strategy to evaluate.
+    mode
+        Only parallel can be replayed offline.
+    folds
+        k of the cross-validation.
+    """
+    if mode != "parallel":
+        raise ValidationError(
+            "only --mode parallel can be evaluated on recorded answers", field="--mode", value=mode
+        )
+    _, plugins = load(common, check=False)
+    names = _split(models)
+    try:
+        rows = load_rows(file)
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=str(file)) from None
+    plugins.get("strategy", strategy)
+    report = anyio.run(lambda: evaluate_voting(rows, names, strategy, folds=folds, plugins=plugins))
+    if json_:
+        emit_json(report.to_dict())
+    else:
+        print(report.format())
+    return 0

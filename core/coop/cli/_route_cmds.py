@@ -1,0 +1,170 @@
+"""``coop route`` (explain a routing decision) and ``coop eval routing``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+from cyclopts import App, Parameter
+
+from .._config import SystemConfig
+from .._errors import ConfigError
+from .._plugins import Plugins
+from .._route_eval import evaluate_routing, load_rows
+from .._route_policy import RoutingPolicy
+from ._common import Common, emit_json, load
+
+eval_app = App(name="eval", help="Measure routing or a cooperation against labelled data.")
+
+
+def register(app: App) -> None:
+    app.command(route)
+    app.command(eval_app)
+
+
+def _policy(config: SystemConfig, plugins: Plugins, router: str | None) -> RoutingPolicy:
+    name = router or config.routing.router
+    cls = plugins.get("router", name)
+    options = config.routing.options if name == config.routing.router else {}
+    return RoutingPolicy(config, cls(options))
+
+
+def _read_batch(path: Path) -> list[list[dict[str, Any]]]:
+    """Every row's messages, checked before any decision is written."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
+    batch = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise ConfigError(f"not valid JSON: {exc}", path=str(path), line=number) from None
+        if not isinstance(row, dict):
+            raise ConfigError("each line must be a JSON object", path=str(path), line=number)
+        if isinstance(row.get("messages"), list):
+            batch.append(row["messages"])
+        elif isinstance(row.get("prompt"), str):
+            batch.append([{"role": "user", "content": row["prompt"]}])
+        else:
+            raise ConfigError(
+                "a row needs 'prompt' (a string) or 'messages' (a list)",
+                path=str(path),
+                line=number,
+            )
+    return batch
+
+
+def _explain(decision: Any) -> str:
+    lines = [
+        f"task type:  {decision.task_type} ({decision.language})",
+        f"complexity: {decision.complexity}",
+        f"tier:       {decision.tier}",
+        f"target:     {decision.target} ({decision.target_kind}) by router {decision.router} in {decision.elapsed_ms:.3f} ms",
+        "why:",
+        *[f"  - {reason}" for reason in decision.reasons],
+    ]
+    if decision.candidates:
+        lines.append("candidates:")
+        for c in decision.candidates:
+            extra = f" est ${c['estimated_cost']:.6f}" if "estimated_cost" in c else ""
+            why = f" ({c['why_not']})" if c.get("why_not") else ""
+            lines.append(
+                f"  - {c['name']} [{c['kind']}] {'eligible' if c['eligible'] else 'not eligible'}{extra}{why}"
+            )
+    return "\n".join(lines)
+
+
+def route(
+    prompt: str | None = None,
+    /,
+    *,
+    batch: Path | None = None,
+    router: str | None = None,
+    system: str | None = None,
+    max_cost: float | None = None,
+    max_latency: float | None = None,
+    json_: Annotated[bool, Parameter(name="--json")] = False,
+    common: Common = Common(),  # noqa: B008
+) -> int:
+    """Show how a prompt would be routed: task type, complexity, tier, target and why.
+
+    Parameters
+    ----------
+    prompt
+        The prompt ("-" reads standard input).
+    batch
+        A JSON lines file of rows with "prompt" (or "messages"): one decision per line, in order.
+    router
+        Router plugin to use instead of [routing] router.
+    system
+        A system prompt to route with.
+    max_cost
+        USD limit per request; candidates estimated above it are skipped.
+    max_latency
+        Seconds; candidates with slower recent latency are skipped.
+    """
+    config, plugins = load(common)
+    policy = _policy(config, plugins, router)
+    if batch is not None:
+        if prompt is not None:
+            raise ConfigError("give a prompt or --batch, not both", key="--batch")
+        rows = _read_batch(batch)
+        out = sys.stdout
+        for messages in rows:
+            decision = policy.decide(messages, max_cost=max_cost, max_latency=max_latency)
+            out.write(json.dumps(decision.to_dict(), ensure_ascii=False) + "\n")
+        return 0
+    if prompt is None:
+        raise ConfigError("give a prompt (or --batch FILE.jsonl)", key="prompt")
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    decision = policy.decide(messages, max_cost=max_cost, max_latency=max_latency)
+    if json_:
+        emit_json(decision.to_dict())
+    else:
+        print(_explain(decision))
+    return 0
+
+
+@eval_app.command(name="routing")
+def eval_routing(
+    file: Path,
+    /,
+    *,
+    router: str | None = None,
+    json_: Annotated[bool, Parameter(name="--json")] = False,
+    common: Common = Common(),  # noqa: B008
+) -> int:
+    """Accuracy per task type and tier, a confusion matrix and decision latency.
+
+    Parameters
+    ----------
+    file
+        JSON lines with "prompt" (or "messages") and "task_type" and/or "tier".
+    router
+        Router plugin to evaluate (default: [routing] router).
+    """
+    config, plugins = load(common)
+    rows = load_rows(file)
+    name = router or config.routing.router
+    report = evaluate_routing(
+        plugins.get("router", name)(
+            config.routing.options if name == config.routing.router else {}
+        ),
+        rows,
+    )
+    if json_:
+        emit_json(report.to_dict())
+    else:
+        print(report.format())
+    return 0
