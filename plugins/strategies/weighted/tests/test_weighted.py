@@ -1,0 +1,136 @@
+"""Weighted voting: configured, persisted and learned weights."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from coop import Candidate, ConfigError, StrategyContext, load_plugins
+from coop_weighted import WeightedStrategy, learn_weights, load_weights, save_weights
+
+
+async def _no_calls(model: str, messages: list[dict[str, Any]]) -> str:
+    raise AssertionError("weighted voting must not call models")
+
+
+def ctx(settings: dict[str, Any] | None = None) -> StrategyContext:
+    return StrategyContext(query="q", complete=_no_calls, settings=settings or {})
+
+
+CANDS = [
+    Candidate("strong", "A: 10"),
+    Candidate("weak1", "A: 12"),
+    Candidate("weak2", "The answer is 12."),
+]
+
+
+@pytest.mark.anyio
+async def test_configured_weights_decide_and_are_reported() -> None:
+    strategy = WeightedStrategy({"weights": {"strong": 3.0, "weak1": 1.0, "weak2": 1.0}})
+    result = await strategy.integrate(CANDS, ctx())
+    assert result.winner == "strong"
+    assert result.confidence == pytest.approx(0.6)
+    assert result.evidence["weights"] == {"strong": 3.0, "weak1": 1.0, "weak2": 1.0}
+    assert result.evidence["weights_source"] == "settings"
+    # Without weights the candidates' own (equal) weights apply: two beat one.
+    result = await WeightedStrategy().integrate(CANDS, ctx())
+    assert result.winner == "weak1"
+    assert result.evidence["weights_source"] == "candidate weights"
+
+
+@pytest.mark.anyio
+async def test_default_weight_for_unlisted_models() -> None:
+    strategy = WeightedStrategy({"weights": {"strong": 1.5}, "default_weight": 0.5})
+    result = await strategy.integrate(CANDS, ctx())
+    assert result.winner == "strong"  # 1.5 > 0.5 + 0.5
+
+
+@pytest.mark.anyio
+async def test_weights_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    save_weights(path, {"strong": 4.0, "weak1": 1.0}, source="test")
+    assert json.loads(path.read_text())["source"] == "test"
+    assert load_weights(path) == {"strong": 4.0, "weak1": 1.0}
+    result = await WeightedStrategy({"weights_file": str(path)}).integrate(CANDS, ctx())
+    assert result.winner == "strong"
+    assert result.evidence["weights"]["weak2"] == 1.0  # not in the file: candidate weight
+    # Settings win over the file.
+    settings = {"weights_file": str(path), "weights": {"strong": 0.1}}
+    result = await WeightedStrategy(settings).integrate(CANDS, ctx())
+    assert result.winner == "weak1"
+    assert result.evidence["weights_source"] == f"file {path} + settings"
+
+
+def test_bad_weights_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_weights(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ConfigError, match="not JSON"):
+        load_weights(bad)
+    bad.write_text('{"weights": {"a": "heavy"}}')
+    with pytest.raises(ConfigError, match="expected"):
+        load_weights(bad)
+
+
+@pytest.mark.anyio
+async def test_non_numeric_setting_weight() -> None:
+    with pytest.raises(ConfigError, match="weight of 'strong'"):
+        await WeightedStrategy({"weights": {"strong": "high"}}).integrate(CANDS, ctx())
+
+
+def test_learn_weights_is_laplace_smoothed_log_odds() -> None:
+    records = [("a", True)] * 3 + [("a", False)] + [("b", True), ("b", False), ("b", False)]
+    weights = learn_weights(records, offset=0.0, min_weight=-math.inf)
+    assert weights["a"] == pytest.approx(math.log((4 / 6) / (2 / 6)))  # p = (3+1)/(4+2)
+    assert weights["b"] == pytest.approx(math.log((2 / 5) / (3 / 5)))  # p = (1+1)/(3+2)
+    # Floored at min_weight (0): a below-even model never votes against an answer.
+    assert learn_weights(records, offset=0.0)["b"] == 0.0
+    # A model never seen wrong is still not trusted absolutely.
+    assert math.isfinite(learn_weights([("c", True)], offset=0.0)["c"])
+    assert learn_weights([]) == {}
+    # Mappings work too; without questions "auto" means offset 0.
+    mapped = learn_weights([{"model": "a", "correct": True}, {"model": "a", "correct": False}])
+    assert mapped == {"a": 0.0}
+
+
+def test_auto_offset_trusts_agreement_when_the_records_show_it_pays() -> None:
+    # The strong model is right 7 of 10 times; on the other 3 the two weak models
+    # agree on the right answer. Plain log-odds (offset 0) would always follow the
+    # strong model; a positive offset lets the agreeing pair win.
+    records: list[dict[str, Any]] = []
+    for q in range(10):
+        strong_right = q < 7
+        records.append(
+            {
+                "question": q,
+                "model": "strong",
+                "answer": "1" if strong_right else "2",
+                "correct": strong_right,
+            }
+        )
+        weak_right = not strong_right
+        for m in ("weak1", "weak2"):
+            records.append(
+                {
+                    "question": q,
+                    "model": m,
+                    "answer": "1" if weak_right else f"{m}{q}",
+                    "correct": weak_right,
+                }
+            )
+    weights = learn_weights(records)
+    assert weights["weak1"] + weights["weak2"] > weights["strong"] > weights["weak1"]
+
+
+def test_learn_returns_settings() -> None:
+    assert WeightedStrategy.learn([{"model": "a", "correct": True}]) == {
+        "weights": {"a": pytest.approx(math.log(2))}
+    }
+
+
+def test_registered_through_the_entry_point() -> None:
+    assert load_plugins().get("strategy", "weighted") is WeightedStrategy

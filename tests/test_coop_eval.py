@@ -1,0 +1,136 @@
+"""Cooperation evaluation on recorded answers, including the GSM8K evidence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from coop import UnknownPluginError, ValidationError
+from coop._coop_eval import evaluate_voting, load_rows
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+GSM4 = DATA / "gsm8k_solutions_dev.jsonl"
+GSM6 = DATA / "gsm8k_solutions6_dev.jsonl"
+FOUR = ["6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification"]
+SIX = [*FOUR, "mixtral_8x7b", "gpt4_1106"]
+
+ROWS = [
+    {
+        "question": "q0",
+        "ground_truth": "A: 18",
+        "a": "A: 18",
+        "b": "$18",
+        "c": {"solution": "A: 7", "is_correct": False},
+    },
+    {
+        "question": "q1",
+        "ground_truth": "A: 5",
+        "a": "A: 4",
+        "b": "5.0",
+        "c": {"solution": "#### 5", "is_correct": True},
+    },
+    {
+        "question": "q2",
+        "answer": "1,200",
+        "a": "A: 1200",
+        "b": "12",
+        "c": {"solution": "1200", "is_correct": False},
+    },
+    {
+        "question": "q3",
+        "ground_truth": "A: 3",
+        "a": "A: 3",
+        "b": "3",
+        "c": {"solution": "A: 2", "is_correct": False},
+    },
+]
+
+
+@pytest.mark.anyio
+async def test_report_on_small_rows() -> None:
+    report = await evaluate_voting(ROWS, ["a", "b", "c"], "voting", folds=2)
+    assert report.questions == 4
+    assert {m: s.correct for m, s in report.singles.items()} == {"a": 3, "b": 3, "c": 2}
+    # c's label on q2 says wrong but 1200 is right: extraction disagrees once out of four.
+    assert report.singles["c"].label_agreement == pytest.approx(0.75)
+    assert report.singles["a"].label_agreement is None
+    assert report.correct == 4
+    assert report.accuracy == 1.0
+    assert report.best_single.model == "a"
+    data = report.to_dict(rows=True)
+    json.dumps(data)  # JSON-friendly
+    assert data["gain_over_best_single"] == pytest.approx(0.25)
+    assert data["rows"][1]["answers"] == {"a": "4", "b": "5", "c": "5"}
+    text = report.format()
+    assert "voting (integrated)" in text and "100.0%" in text
+    assert "extraction agrees with labels on 75.0%" in text
+
+
+@pytest.mark.anyio
+async def test_given_order_and_strategy_objects() -> None:
+    from coop_voting import VotingStrategy
+
+    report = await evaluate_voting(
+        ROWS, ["c", "a", "b"], VotingStrategy({"majority": "plurality"}), order="given"
+    )
+    assert report.learned[0]["order"] == ["c", "a", "b"]
+    report = await evaluate_voting(ROWS, ["a", "b"], VotingStrategy, order="given", folds=1)
+    assert report.folds == 1
+
+
+@pytest.mark.anyio
+async def test_bad_input() -> None:
+    with pytest.raises(ValidationError, match="no models"):
+        await evaluate_voting(ROWS, [])
+    with pytest.raises(ValidationError, match="distinct"):
+        await evaluate_voting(ROWS, ["a", "a"])
+    with pytest.raises(ValidationError, match="folds"):
+        await evaluate_voting(ROWS, ["a", "b"], folds=1)
+    with pytest.raises(ValidationError, match="reference"):
+        await evaluate_voting([{"a": "1"}], ["a"], order="given", folds=1)
+    with pytest.raises(UnknownPluginError, match="votin"):
+        await evaluate_voting(ROWS, ["a"], "votin")
+
+
+def test_load_rows(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n\n{"b": 2}\n')
+    assert load_rows(path) == [{"a": 1}, {"b": 2}]
+    path.write_text("{nope\n")
+    with pytest.raises(ValidationError, match=r"rows\.jsonl:1"):
+        load_rows(path)
+
+
+needs_gsm4 = pytest.mark.skipif(not GSM4.exists(), reason=f"{GSM4} absent")
+needs_gsm6 = pytest.mark.skipif(not GSM6.exists(), reason=f"{GSM6} absent")
+
+
+@needs_gsm6
+@pytest.mark.anyio
+async def test_gsm8k_extraction_agrees_with_labels() -> None:
+    report = await evaluate_voting(load_rows(GSM6), SIX, "voting")
+    for model in [*FOUR, "mixtral_8x7b"]:
+        assert report.singles[model].label_agreement == 1.0, model
+    # gpt4's few disagreements are RouteLLM grading "$16.00" or "45 miles ... 4 hours" wrong.
+    assert report.singles["gpt4_1106"].label_agreement >= 0.95
+    assert report.label_agreement is not None and report.label_agreement >= 0.98
+
+
+@needs_gsm4
+@pytest.mark.anyio
+async def test_gsm8k_majority_of_four_matches_the_best_single_model() -> None:
+    report = await evaluate_voting(load_rows(GSM4), FOUR, "voting")
+    print(report.format())
+    assert report.accuracy >= report.best_single.accuracy
+    assert report.label_agreement == 1.0
+
+
+@needs_gsm6
+@pytest.mark.anyio
+async def test_gsm8k_learned_weights_over_six_match_gpt4() -> None:
+    report = await evaluate_voting(load_rows(GSM6), SIX, "weighted", folds=5)
+    print(report.format())
+    assert report.best_single.model == "gpt4_1106"
+    assert report.accuracy >= report.best_single.accuracy
+    assert all("weights" in fold for fold in report.learned)
