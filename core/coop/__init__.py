@@ -6,6 +6,13 @@ checks that ``__all__`` is sorted and complete.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._answers import (
+    Answer,
+    answers_match,
+    extract_answer,
+    normalize_answer,
+    parse_number,
+)
 from ._config import (
     CooperationConfig,
     DeploymentConfig,
@@ -16,6 +23,7 @@ from ._config import (
     ServerConfig,
     SystemConfig,
 )
+from ._coop_eval import CooperationReport, evaluate_voting
 from ._dispatch import (
     Dispatcher,
     DispatchResult,
@@ -73,6 +81,7 @@ from ._providers import (
     Provider,
     ProviderCall,
 )
+from ._route_eval import RoutingReport, evaluate_routing
 from ._route_policy import (
     RoutingPolicy,
 )
@@ -150,6 +159,7 @@ __all__ = [
     "TIERS",
     "UNSET",
     "Analysis",
+    "Answer",
     "AuthenticationError",
     "BadRequestError",
     "Candidate",
@@ -166,6 +176,7 @@ __all__ = [
     "CoopError",
     "CooperationConfig",
     "CooperationError",
+    "CooperationReport",
     "CooperationResult",
     "CooperationScheduler",
     "Delta",
@@ -203,6 +214,7 @@ __all__ = [
     "RoutingConfig",
     "RoutingError",
     "RoutingPolicy",
+    "RoutingReport",
     "SSEDecoder",
     "SSEEvent",
     "ServerConfig",
@@ -227,6 +239,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "aiter_sse",
+    "answers_match",
     "chunk_to_sse",
     "cost_usd",
     "did_you_mean",
@@ -234,11 +247,16 @@ __all__ = [
     "error_from_response",
     "estimate_messages_tokens",
     "estimate_tokens",
+    "evaluate_routing",
+    "evaluate_voting",
+    "extract_answer",
     "from_wire",
     "hookimpl",
     "load_plugins",
+    "normalize_answer",
     "open_http_client",
     "parse_chat_request",
+    "parse_number",
     "parse_retry_after",
     "response_json",
     "to_wire",

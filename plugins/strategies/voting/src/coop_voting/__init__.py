@@ -25,7 +25,7 @@ from coop import (
     StrategyContext,
     hookimpl,
 )
-from coop._answers import Answer, answers_match, extract_answer
+from coop import Answer, answers_match, extract_answer
 
 __all__ = ["VotingStrategy", "text_similarity", "vote", "vote_options"]
 

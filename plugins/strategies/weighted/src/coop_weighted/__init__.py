@@ -24,7 +24,7 @@ from coop import (
     StrategyContext,
     hookimpl,
 )
-from coop._answers import Answer, answers_match, extract_answer
+from coop import Answer, answers_match, extract_answer
 from coop_voting import vote, vote_options
 
 __all__ = [

@@ -1,0 +1,333 @@
+"""Measure a router against labelled prompts: accuracy, reasoning-tier F1, latency.
+
+Why here and not in a plugin: every router is judged by the same yardstick, and
+``coop eval routing`` and the plugins' own tests share it. Rows are JSON lines
+with a ``prompt`` (or OpenAI ``messages``) and a ``task_type`` and/or ``tier``;
+a missing ``tier`` is derived from the task type (math, code and reasoning are
+the ``reasoning`` tier, the rest ``light``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._errors import ConfigError
+from ._routing import TASK_TYPES, TIERS, Router
+
+__all__ = ["RoutingReport", "evaluate_routing", "gold_tier", "load_rows"]
+
+#: Task types whose gold tier is ``reasoning`` when a row gives no tier.
+REASONING_TYPES = frozenset({"math", "code", "reasoning"})
+#: Misrouted examples kept in the report (enough to debug, small enough to print).
+MAX_MISSES = 50
+
+
+def gold_tier(row: Mapping[str, Any]) -> str | None:
+    """The row's tier, or the one its task type implies; ``None`` when it has neither."""
+    tier = row.get("tier")
+    if isinstance(tier, str) and tier:
+        return tier
+    task = row.get("task_type")
+    if isinstance(task, str) and task:
+        return "reasoning" if task in REASONING_TYPES else "light"
+    return None
+
+
+def load_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read labelled JSON lines; :class:`ConfigError` names the file and line of any problem.
+
+    Blank lines are skipped. Each row needs ``prompt`` (a string) or ``messages``
+    (a list), and ``task_type`` or ``tier`` with a known value.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=str(file)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a JSON lines file", path=str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason})", path=str(file)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=str(file)) from None
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"invalid JSON ({exc.msg} at column {exc.colno})", path=str(file), line=number
+            ) from None
+        if not isinstance(row, dict):
+            raise ConfigError(
+                f"expected a JSON object, got {type(row).__name__}", path=str(file), line=number
+            )
+        _check_row(row, file, number)
+        rows.append(row)
+    if not rows:
+        raise ConfigError("no rows (the file is empty)", path=str(file))
+    return rows
+
+
+def _check_row(row: dict[str, Any], file: Path, number: int) -> None:
+    prompt, messages = row.get("prompt"), row.get("messages")
+    if not isinstance(prompt, str) and not isinstance(messages, list):
+        raise ConfigError(
+            "missing field 'prompt' (a string) or 'messages' (a list)",
+            path=str(file),
+            line=number,
+        )
+    task, tier = row.get("task_type"), row.get("tier")
+    if task is None and tier is None:
+        raise ConfigError("missing field 'task_type' (or 'tier')", path=str(file), line=number)
+    if task is not None and task not in TASK_TYPES:
+        raise ConfigError(
+            f"unknown task_type {task!r}; expected one of {', '.join(TASK_TYPES)}",
+            path=str(file),
+            line=number,
+        )
+    if tier is not None and tier not in TIERS:
+        raise ConfigError(
+            f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}",
+            path=str(file),
+            line=number,
+        )
+
+
+def _messages(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    messages = row.get("messages")
+    if isinstance(messages, list):
+        return messages
+    return [{"role": "user", "content": row.get("prompt", "")}]
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: a p99 is a latency that happened)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else 0.0
+
+
+@attrs.define
+class RoutingReport:
+    """How a router did on labelled rows; :meth:`format` prints it, :meth:`to_dict` serialises."""
+
+    router: str
+    rows: int
+    #: Rows that carry a task_type label, and how many the router got right.
+    typed_rows: int
+    task_correct: int
+    #: task type → {"n", "correct", "accuracy"} (gold task types only).
+    per_type: dict[str, dict[str, float]]
+    #: gold tier → {"n", "correct", "accuracy"}.
+    per_tier: dict[str, dict[str, float]]
+    #: Reasoning tier against the rest (light and complex both count as "not reasoning").
+    reasoning: dict[str, float]
+    #: gold task type → predicted task type → count.
+    confusion: dict[str, dict[str, int]]
+    #: predicted tier → count.
+    predicted_tiers: dict[str, int]
+    #: p50, p99, mean and max per-decision latency in milliseconds.
+    latency_ms: dict[str, float]
+    #: Up to :data:`MAX_MISSES` wrong decisions: prompt head, gold and predicted labels.
+    misses: list[dict[str, Any]] = attrs.field(factory=list)
+    #: Rows on which the router raised (it should never).
+    errors: list[dict[str, Any]] = attrs.field(factory=list)
+
+    @property
+    def task_accuracy(self) -> float:
+        return _ratio(self.task_correct, self.typed_rows)
+
+    @property
+    def reasoning_f1(self) -> float:
+        return self.reasoning["f1"]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["task_accuracy"] = round(self.task_accuracy, 4)
+        return data
+
+    def format(self) -> str:
+        """A plain text report: headline figures, per type, per tier, confusion matrix."""
+        r = self.reasoning
+        lines = [
+            f"router {self.router}: {self.rows} rows",
+            f"task type accuracy  {self.task_accuracy:.3f} ({self.task_correct}/{self.typed_rows})",
+            f"reasoning tier      precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+            f"F1 {r['f1']:.3f}  (tp {int(r['tp'])}, fp {int(r['fp'])}, fn {int(r['fn'])})",
+            f"latency per decision  p50 {self.latency_ms['p50'] * 1000:.0f} µs  "
+            f"p99 {self.latency_ms['p99'] * 1000:.0f} µs  max {self.latency_ms['max']:.2f} ms",
+            "predicted tiers     "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.predicted_tiers.items())),
+        ]
+        if self.errors:
+            lines.append(f"router raised on {len(self.errors)} rows")
+        lines += ["", _table(["task type", "n", "correct", "accuracy"], self._type_rows())]
+        lines += ["", _table(["tier", "n", "correct", "accuracy"], self._tier_rows())]
+        lines += ["", "confusion (rows: gold, columns: predicted)", self._confusion_table()]
+        return "\n".join(lines)
+
+    def _type_rows(self) -> list[list[Any]]:
+        return [
+            [t, int(v["n"]), int(v["correct"]), f"{v['accuracy']:.3f}"]
+            for t, v in self.per_type.items()
+        ]
+
+    def _tier_rows(self) -> list[list[Any]]:
+        return [
+            [t, int(v["n"]), int(v["correct"]), f"{v['accuracy']:.3f}"]
+            for t, v in self.per_tier.items()
+        ]
+
+    def _confusion_table(self) -> str:
+        gold = list(self.confusion)
+        predicted = sorted(
+            {p for row in self.confusion.values() for p in row},
+            key=lambda t: TASK_TYPES.index(t) if t in TASK_TYPES else len(TASK_TYPES),
+        )
+        short = [p[:6] for p in predicted]
+        rows = [[g, *[self.confusion[g].get(p, "") or "." for p in predicted]] for g in gold]
+        return _table(["gold \\ pred", *short], rows)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    out = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _order(keys: Iterable[str], reference: tuple[str, ...]) -> list[str]:
+    return sorted(keys, key=lambda k: (reference.index(k) if k in reference else len(reference), k))
+
+
+def evaluate_routing(router: Router, rows: Iterable[Mapping[str, Any]]) -> RoutingReport:
+    """Run ``router.analyze`` on every row and compare with the labels.
+
+    Latency is measured per decision with ``perf_counter`` after one warm-up call,
+    so lazy loading (a model file) is not billed to the first row.
+    """
+    rows = list(rows)
+    if rows:
+        with contextlib.suppress(Exception):  # the timed loop records it
+            router.analyze(_messages(rows[0]))
+    type_n: dict[str, int] = {}
+    type_ok: dict[str, int] = {}
+    tier_n: dict[str, int] = {}
+    tier_ok: dict[str, int] = {}
+    confusion: dict[str, dict[str, int]] = {}
+    predicted_tiers: dict[str, int] = {}
+    latencies: list[float] = []
+    misses: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    tp = fp = fn = 0
+    typed = correct = 0
+    for index, row in enumerate(rows):
+        messages = _messages(row)
+        started = time.perf_counter()
+        try:
+            analysis = router.analyze(messages)
+        except Exception as exc:
+            latencies.append((time.perf_counter() - started) * 1000)
+            errors.append({"row": index, "error": f"{type(exc).__name__}: {exc}"})
+            pred_task, pred_tier = None, None
+        else:
+            latencies.append((time.perf_counter() - started) * 1000)
+            pred_task, pred_tier = analysis.task_type, analysis.tier
+        if pred_tier is not None:
+            predicted_tiers[pred_tier] = predicted_tiers.get(pred_tier, 0) + 1
+        task = row.get("task_type")
+        if isinstance(task, str):
+            typed += 1
+            type_n[task] = type_n.get(task, 0) + 1
+            confusion.setdefault(task, {})
+            label = pred_task or "(error)"
+            confusion[task][label] = confusion[task].get(label, 0) + 1
+            if pred_task == task:
+                correct += 1
+                type_ok[task] = type_ok.get(task, 0) + 1
+        tier = gold_tier(row)
+        if tier is not None:
+            tier_n[tier] = tier_n.get(tier, 0) + 1
+            if pred_tier == tier:
+                tier_ok[tier] = tier_ok.get(tier, 0) + 1
+            gold_r, pred_r = tier == "reasoning", pred_tier == "reasoning"
+            tp += gold_r and pred_r
+            fp += pred_r and not gold_r
+            fn += gold_r and not pred_r
+        wrong = (isinstance(task, str) and pred_task != task) or (
+            tier is not None and (tier == "reasoning") != (pred_tier == "reasoning")
+        )
+        if wrong and len(misses) < MAX_MISSES:
+            prompt = row.get("prompt")
+            head = prompt if isinstance(prompt, str) else json.dumps(messages, ensure_ascii=False)
+            misses.append(
+                {
+                    "row": index,
+                    "prompt": head[:120],
+                    "gold": {"task_type": task, "tier": tier},
+                    "predicted": {"task_type": pred_task, "tier": pred_tier},
+                }
+            )
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    f1 = _ratio(2 * precision * recall, precision + recall) if precision + recall else 0.0
+    ordered = sorted(latencies)
+    return RoutingReport(
+        router=getattr(router, "name", type(router).__name__),
+        rows=len(rows),
+        typed_rows=typed,
+        task_correct=correct,
+        per_type={
+            t: {
+                "n": type_n[t],
+                "correct": type_ok.get(t, 0),
+                "accuracy": _ratio(type_ok.get(t, 0), type_n[t]),
+            }
+            for t in _order(type_n, TASK_TYPES)
+        },
+        per_tier={
+            t: {
+                "n": tier_n[t],
+                "correct": tier_ok.get(t, 0),
+                "accuracy": _ratio(tier_ok.get(t, 0), tier_n[t]),
+            }
+            for t in _order(tier_n, TIERS)
+        },
+        reasoning={
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+        },
+        confusion={t: confusion[t] for t in _order(confusion, TASK_TYPES)},
+        predicted_tiers=predicted_tiers,
+        latency_ms={
+            "p50": _percentile(ordered, 50),
+            "p99": _percentile(ordered, 99),
+            "mean": sum(ordered) / len(ordered) if ordered else 0.0,
+            "max": ordered[-1] if ordered else 0.0,
+        },
+        misses=misses,
+        errors=errors,
+    )
