@@ -17,15 +17,17 @@ from typing import Any, Literal
 
 import attrs
 from coop import (
+    Answer,
     Candidate,
     ConfigError,
     CooperationError,
     Integration,
     Strategy,
     StrategyContext,
+    answers_match,
+    extract_answer,
     hookimpl,
 )
-from coop import Answer, answers_match, extract_answer
 
 __all__ = ["VotingStrategy", "text_similarity", "vote", "vote_options"]
 

@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coop import (
+    Answer,
     Candidate,
     ConfigError,
     Integration,
     Strategy,
     StrategyContext,
+    answers_match,
+    extract_answer,
     hookimpl,
 )
-from coop import Answer, answers_match, extract_answer
 from coop_voting import vote, vote_options
 
 __all__ = [
