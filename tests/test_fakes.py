@@ -680,7 +680,10 @@ def test_split_writes_mid_line_still_parse(schema: Any) -> None:
         assert text == "echo: héllo 世界世界世界 ok"
         client = openai.OpenAI(base_url=fake.base_url, api_key="x", max_retries=0)
         stream = client.chat.completions.create(model="m", messages=msgs, stream=True)
-        assert "".join(c.choices[0].delta.content or "" for c in stream) == "echo: héllo 世界世界世界 ok"
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in stream)
+            == "echo: héllo 世界世界世界 ok"
+        )
         assert fake.handler_errors == 0
 
 
