@@ -154,7 +154,9 @@ def test_seed_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         'BASE_URL=http://127.0.0.1:9/v1\nAPI_KEY="sk-test"  \n# comment\nSERVER_PORT=8123\nexport LOG_LEVEL=debug\n'
     )
     for name in ("BASE_URL", "API_KEY", "SERVER_PORT", "LOG_LEVEL", "MODELS"):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first so that undoing restores "unset" even after .env filled it in
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     config = SystemConfig()
     assert config.endpoints["default"].base_url == "http://127.0.0.1:9/v1"
     assert config.endpoints["default"].resolved_api_keys() == ["sk-test"]
