@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk-delay-ms", type=float, default=0.0, help="delay before each streamed write"
     )
     p.add_argument(
+        "--write-size", type=int, default=None, help="cut SSE streams into writes of N bytes"
+    )
+    p.add_argument(
         "--models", default="", help="comma-separated model ids (default: the fake's own)"
     )
     p.add_argument(
@@ -47,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         api_keys=args.keys,
         latency=args.latency_ms / 1000,
         chunk_delay=args.chunk_delay_ms / 1000,
+        write_size=args.write_size,
         record=args.record,
     )
     done = threading.Event()

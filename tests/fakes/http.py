@@ -1104,6 +1104,8 @@ class FakeUpstream:
                 await resp.send(piece)
                 if resp.closed:
                     return
+            if not delay:
+                await asyncio.sleep(0)  # let concurrent streams interleave, as upstreams do
         if kind == "cut_stream":
             resp.cut()
             return
