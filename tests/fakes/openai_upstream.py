@@ -69,6 +69,8 @@ _NO_KEY = (
 )
 _DONE = b"data: [DONE]\n\n"
 _ECHO = Answer()  # marker: no scripted answer, echo the request
+# Non-text parts echo as FakeAnthropic echoes their translations (a file becomes a document).
+_PLACEHOLDERS = {"image_url": "[image]", "file": "[document]", "input_audio": "[audio]"}
 
 
 def _usage(prompt: int, completion: int, reasoning: int) -> dict[str, Any]:
@@ -116,8 +118,8 @@ def text_of(content: Any) -> str:
             kind = part.get("type")
             if kind == "text":
                 parts.append(str(part.get("text", "")))
-            elif kind in ("image_url", "input_audio", "file"):
-                parts.append("[image]" if kind == "image_url" else f"[{kind}]")
+            elif kind in _PLACEHOLDERS:
+                parts.append(_PLACEHOLDERS[kind])
     return " ".join(parts)
 
 
