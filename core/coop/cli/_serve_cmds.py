@@ -37,23 +37,27 @@ def serve(
     allow_unauthenticated
         Serve on a non-loopback address without [server] api_keys.
     """
+    from ..server import check_bind
     from ..server import serve as run
 
     config, plugins = load(common)
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}", key="--workers")
-    shown_host = host or config.server.host
-    shown_port = port if port is not None else config.server.port
-    print(
-        f"coop gateway on http://{shown_host}:{shown_port}/v1 ({config.source}; "
-        f"{len(config.models)} models, {len(config.cooperations)} cooperations, router {config.routing.router})",
-        flush=True,
+    check_bind(config, host or config.server.host, allow_unauthenticated=allow_unauthenticated)
+    summary = (
+        f"{config.source}; {len(config.models)} models, {len(config.cooperations)} cooperations, "
+        f"router {config.routing.router}"
     )
-    if config.embedded:
-        print(
-            "no coop.toml and no keys: serving the simulated models (coop init writes a starter file)",
-            flush=True,
-        )
+
+    def listening(url: str) -> None:
+        print(f"coop gateway listening on {url}/v1 ({summary})", flush=True)
+        if config.embedded:
+            print(
+                "no coop.toml and no keys: serving the simulated models "
+                "(coop init writes a starter file)",
+                flush=True,
+            )
+
     run(
         config,
         plugins=plugins,
@@ -61,6 +65,7 @@ def serve(
         port=port,
         workers=workers,
         allow_unauthenticated=allow_unauthenticated,
+        on_listening=listening,
     )
     return 0
 

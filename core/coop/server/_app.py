@@ -3,21 +3,31 @@
 Every endpoint is a thin translation between HTTP and the Python API; nothing
 here decides routing, retries or integration. The request path is kept short:
 one body read, one JSON parse, one validation, one dispatch, one serialisation.
+
+Work that talks to an upstream runs under a *guard*: a client that hangs up
+cancels it (so its upstream request is closed, not left running), and
+``[server] request_timeout`` bounds it (504). Under asyncio the guard is one
+watcher future on ``receive()`` and ``asyncio.timeout``: anyio's task group and
+cancel scopes cost about a third of the gateway's throughput at 32 connections
+(docs/performance.md). Other event loops get the portable anyio version.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import os
+import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import attrs
+import sniffio
 
 from .. import __version__
 from .._config import SystemConfig
@@ -44,32 +54,38 @@ __all__ = ["GatewayApp", "create_app"]
 log = logging.getLogger("coop.server")
 access_log = logging.getLogger("coop.access")
 
+_T = TypeVar("_T")
+
 _SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
 _JSON = [(b"content-type", b"application/json")]
 _DONE = b"data: [DONE]\n\n"
+#: /v1/completions parameters chat has no equivalent for, and the value that asks for nothing.
+_LEGACY_NEUTRAL: dict[str, object] = {"echo": False, "best_of": 1, "suffix": "", "logprobs": 0}
+#: A client's ``x-request-id`` is echoed only when it is this tame (it goes into a header and logs).
+_SAFE_ID = re.compile(r"[\w.:@/+=-]{1,128}", re.ASCII)
+#: Request headers the gateway reads; collected in one pass over the header list.
+_WANTED = frozenset(
+    {b"x-request-id", b"authorization", b"x-api-key", b"x-coop-max-cost", b"x-coop-max-latency"}
+)
 
 Handler = Callable[[Scope, Receive, Send, "RequestContext"], Awaitable[None]]
 
 
-@attrs.define
+@attrs.define(slots=True)
 class RequestContext:
+    """What one request carries between the entry point, its handler and the access log."""
+
     request_id: str
     started: float
+    headers: dict[bytes, str]
     status: int = 0
     model: str | None = None
     deployment: str | None = None
     response_headers: list[tuple[bytes, bytes]] = attrs.field(factory=list)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 def _parse_json(body: bytes) -> Any:
@@ -85,15 +101,17 @@ def _parse_json(body: bytes) -> Any:
         raise HTTPError(
             400, f"request body is not valid JSON: {exc}", code="invalid_json"
         ) from None
+    except RecursionError:  # '[[[[...' thousands deep
+        raise HTTPError(400, "request body is nested too deeply", code="invalid_json") from None
 
 
-def _limits(scope: Scope, data: dict[str, Any]) -> tuple[float | None, float | None]:
+def _limits(ctx: RequestContext, data: Any) -> tuple[float | None, float | None]:
     """Per-request routing limits: ``x-coop-max-cost``/``x-coop-max-latency`` headers or a ``coop`` body object."""
     options = data.pop("coop", None) if isinstance(data, dict) else None
     options = options if isinstance(options, dict) else {}
     values: list[float | None] = []
-    for name in ("max_cost", "max_latency"):
-        raw = _header(scope, f"x-coop-{name.replace('_', '-')}".encode())
+    for name, header in (("max_cost", b"x-coop-max-cost"), ("max_latency", b"x-coop-max-latency")):
+        raw = ctx.headers.get(header)
         value: Any = raw if raw is not None else options.get(name)
         if value is None:
             values.append(None)
@@ -102,7 +120,7 @@ def _limits(scope: Scope, data: dict[str, Any]) -> tuple[float | None, float | N
             number = float(value)
         except (TypeError, ValueError):
             raise HTTPError(400, f"{name} must be a number, got {value!r}", param=name) from None
-        if number < 0:
+        if not number >= 0:  # also refuses NaN
             raise HTTPError(400, f"{name} must be >= 0, got {number:g}", param=name)
         values.append(number)
     return values[0], values[1]
@@ -119,13 +137,17 @@ class GatewayApp:
         self._health_checks = health_checks
         self.dispatcher: Dispatcher | None = None
         self.started = time.time()
+        #: Requests doing model work now (health, status and metrics are not counted).
         self.in_flight = 0
         self._keys: list[bytes] = []
         self._access = config.server.access_log
+        self._timeout = config.server.request_timeout
+        self._asyncio = True
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/chat/completions"): self.chat_completions,
             ("POST", "/v1/completions"): self.completions,
+            ("POST", "/completions"): self.completions,
             ("GET", "/v1/models"): self.models,
             ("GET", "/models"): self.models,
             ("POST", "/v1/route"): self.route,
@@ -135,12 +157,20 @@ class GatewayApp:
             ("GET", "/status"): self.status,
             ("GET", "/metrics"): self.metrics,
         }
-        self._public = {"/health", "/health/ready"}
+        self._paths = {path for _, path in self._routes}
+        self._public = frozenset({"/health", "/health/ready"})
+        self._counted = frozenset(
+            {self.chat_completions, self.completions, self.route, self.cooperate}
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def startup(self) -> None:
         self._keys = [k.encode() for k in self.config.server.resolved_api_keys()]
+        try:
+            self._asyncio = sniffio.current_async_library() == "asyncio"
+        except sniffio.AsyncLibraryNotFoundError:
+            self._asyncio = False
         self.dispatcher = Dispatcher(
             self.config, plugins=self._plugins, health_checks=self._health_checks
         )
@@ -169,18 +199,20 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(receive, send)
-            return
         if kind != "http":
+            if kind == "lifespan":
+                await self._lifespan(receive, send)
             return
         if self.dispatcher is None:  # a server without lifespan support
             await self.startup()
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
-        ctx = RequestContext(request_id=request_id, started=time.perf_counter())
-        ctx.response_headers.append(
-            (b"x-request-id", request_id.encode("latin-1", "replace")[:200])
-        )
+        headers: dict[bytes, str] = {}
+        for key, value in scope["headers"]:
+            if key in _WANTED:
+                headers[key] = value.decode("latin-1")
+        given_id = headers.get(b"x-request-id")
+        request_id = given_id if given_id and _SAFE_ID.fullmatch(given_id) else os.urandom(16).hex()
+        ctx = RequestContext(request_id, time.perf_counter(), headers)
+        ctx.response_headers.append((b"x-request-id", request_id.encode()))
         sent_start = False
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -191,30 +223,23 @@ class GatewayApp:
                 message["headers"] = [*message.get("headers", ()), *ctx.response_headers]
             await send(message)
 
-        self.in_flight += 1
+        path = scope["path"]
+        handler = self._routes.get((scope["method"], path))
+        counted = handler in self._counted
+        if counted:
+            self.in_flight += 1
         try:
-            handler = self._routes.get((scope["method"], scope["path"]))
             if handler is None:
-                if any(path == scope["path"] for _, path in self._routes):
-                    raise HTTPError(
-                        405,
-                        f"method {scope['method']} not allowed on {scope['path']}",
-                        code="method_not_allowed",
-                    )
-                if scope["path"] == "/dashboard":
-                    raise HTTPError(
-                        404, "the dashboard is not part of this build yet", code="not_found"
-                    )
-                raise HTTPError(404, f"no endpoint {scope['path']}", code="not_found")
-            if self._keys and scope["path"] not in self._public:
-                self._authenticate(scope)
+                self._no_route(scope["method"], path)
+            if self._keys and path not in self._public:
+                self._authenticate(ctx)
             await handler(scope, receive, tracking_send, ctx)
         except ClientDisconnected:
             ctx.status = 499
         except Exception as exc:
             error = error_for(exc)
-            if error.status >= 500 and not isinstance(exc, CoopError | HTTPError):
-                log.exception("internal error on %s %s", scope["method"], scope["path"])
+            if error.status >= 500 and not isinstance(exc, CoopError | HTTPError | TimeoutError):
+                log.exception("internal error on %s %s", scope["method"], path)
             if not sent_start:
                 try:
                     await send_error(tracking_send, error)
@@ -223,38 +248,47 @@ class GatewayApp:
             else:
                 ctx.status = error.status
         finally:
-            self.in_flight -= 1
+            if counted:
+                self.in_flight -= 1
             if self._access != "off":
                 self._log_access(scope, ctx)
 
-    def _authenticate(self, scope: Scope) -> None:
+    def _no_route(self, method: str, path: str) -> NoReturn:
+        if path in self._paths:
+            raise HTTPError(
+                405, f"method {method} not allowed on {path}", code="method_not_allowed"
+            )
+        if path == "/dashboard":
+            raise HTTPError(404, "the dashboard is not part of this build yet", code="not_found")
+        raise HTTPError(404, f"no endpoint {method} {path}", code="not_found")
+
+    def _authenticate(self, ctx: RequestContext) -> None:
         given = None
-        auth = _header(scope, b"authorization")
+        auth = ctx.headers.get(b"authorization")
         if auth and auth[:7].lower() == "bearer ":
             given = auth[7:].strip()
-        elif _header(scope, b"x-api-key"):
-            given = _header(scope, b"x-api-key")
+        elif ctx.headers.get(b"x-api-key"):
+            given = ctx.headers[b"x-api-key"].strip()
         if not given:
             raise HTTPError(
                 401,
-                "missing API key: send 'Authorization: Bearer <key>'",
-                type="authentication_error",
+                "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+                type="invalid_request_error",
                 code="missing_api_key",
             )
-        candidate = given.encode()
+        candidate = given.encode("latin-1")
         ok = False
-        for (
-            key
-        ) in self._keys:  # compare against every key: the time does not depend on which matched
+        for key in self._keys:  # every key is compared: the time does not say which matched
             ok |= hmac.compare_digest(candidate, key)
         if not ok:
             raise HTTPError(
-                401, "invalid API key", type="authentication_error", code="invalid_api_key"
+                401, "invalid API key", type="invalid_request_error", code="invalid_api_key"
             )
 
     def _log_access(self, scope: Scope, ctx: RequestContext) -> None:
         elapsed = (time.perf_counter() - ctx.started) * 1000
         if self._access == "json":
+            client = scope.get("client")
             record = {
                 "ts": round(time.time(), 3),
                 "request_id": ctx.request_id,
@@ -264,7 +298,7 @@ class GatewayApp:
                 "ms": round(elapsed, 2),
                 "model": ctx.model,
                 "deployment": ctx.deployment,
-                "client": scope.get("client", ("", 0))[0] if scope.get("client") else None,
+                "client": client[0] if client else None,
             }
             sys.stderr.write(json.dumps(record, separators=(",", ":")) + "\n")
         elif access_log.isEnabledFor(logging.INFO):
@@ -278,6 +312,18 @@ class GatewayApp:
                 ctx.deployment or "-",
                 ctx.request_id,
             )
+
+    # -- the guard: hang-ups cancel, request_timeout bounds ------------------------------
+
+    async def _guard(self, receive: Receive, work: Awaitable[_T]) -> _T:
+        """Await ``work``; a client that hangs up cancels it (and its upstream call).
+
+        Raises :class:`ClientDisconnected` after a hang-up and ``TimeoutError``
+        (504) past ``[server] request_timeout``.
+        """
+        if self._asyncio:
+            return await _guard_asyncio(receive, work, self._timeout)
+        return await _guard_anyio(receive, work, self._timeout)
 
     # -- chat ---------------------------------------------------------------------
 
@@ -293,7 +339,7 @@ class GatewayApp:
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
         data = await self._request_json(receive)
-        max_cost, max_latency = _limits(scope, data)
+        max_cost, max_latency = _limits(ctx, data)
         request = parse_chat_request(data)
         assert self.dispatcher is not None
         target, decision = self.dispatcher.resolve(
@@ -304,49 +350,27 @@ class GatewayApp:
                 (b"x-coop-route", f"{decision.tier}/{decision.task_type}".encode())
             )
         routed = attrs.evolve(request, model=target) if target != request.model else request
-        if request.stream is True:
-            await self._stream_chat(routed, send, ctx, receive)
-            return
         ctx.model = target
-        result = await self._run_until_disconnect(receive, self.dispatcher.complete(routed))
+        if request.stream is True:
+            await self._guard(receive, self._stream(routed, send, ctx, _chat_sse))
+            return
+        result = await self._guard(receive, self.dispatcher.complete(routed))
         ctx.model, ctx.deployment = result.model, result.deployment
-        ctx.response_headers += self._coop_headers(result.model, result.deployment, result.cost)
+        ctx.response_headers += _coop_headers(result.model, result.deployment, result.cost)
         await send_bytes(send, 200, response_json(result.response), _JSON)
 
-    def _coop_headers(
-        self, model: str, deployment: str | None, cost: float | None
-    ) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-coop-model", model.encode())]
-        if deployment:
-            headers.append((b"x-coop-deployment", deployment.encode()))
-        if cost is not None:
-            headers.append((b"x-coop-cost", f"{cost:.8f}".encode()))
-        return headers
-
-    async def _run_until_disconnect(self, receive: Receive, work: Awaitable[Any]) -> Any:
-        """Await ``work``; a client that hangs up cancels it (and its upstream call)."""
-        outcome: dict[str, Any] = {}
-
-        async def watch(scope: anyio.CancelScope) -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    outcome["disconnected"] = True
-                    scope.cancel()
-                    return
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch, tg.cancel_scope)
-            with anyio.fail_after(self.config.server.request_timeout):
-                outcome["result"] = await work
-            tg.cancel_scope.cancel()
-        if "result" not in outcome:
-            raise ClientDisconnected()
-        return outcome["result"]
-
-    async def _stream_chat(
-        self, request: Any, send: Send, ctx: RequestContext, receive: Receive
+    async def _stream(
+        self,
+        request: Any,
+        send: Send,
+        ctx: RequestContext,
+        encode: Callable[[ChatChunk], bytes | None],
     ) -> None:
+        """Send the dispatcher's stream as SSE, ending in ``data: [DONE]``.
+
+        Headers go out with the first chunk, once the deployment is known; an error
+        before that is an ordinary JSON error, one after it an ``error`` event.
+        """
         assert self.dispatcher is not None
         started = False
 
@@ -359,23 +383,21 @@ class GatewayApp:
                 started = True
                 headers = [
                     *_SSE_HEADERS,
-                    *self._coop_headers(ctx.model or request.model, ctx.deployment, None),
+                    *_coop_headers(ctx.model or request.model, ctx.deployment, None),
                 ]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
 
         stream = self.dispatcher.stream(request, on_start=on_start)
         try:
-            with anyio.fail_after(self.config.server.request_timeout):
-                async for item in stream:
-                    await start()
-                    if isinstance(item, Progress):
-                        body = b": " + item.text.replace("\n", " ").encode() + b"\n\n"
-                    else:
-                        assert isinstance(item, ChatChunk)
-                        body = chunk_to_sse(item)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-        except (OSError, anyio.get_cancelled_exc_class()):
-            raise
+            async for item in stream:
+                if isinstance(item, Progress):
+                    body: bytes | None = b": " + item.text.replace("\n", " ").encode() + b"\n\n"
+                else:
+                    body = encode(item)
+                    if body is None:
+                        continue
+                await start()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
         except Exception as exc:
             if not started:
                 raise
@@ -403,28 +425,33 @@ class GatewayApp:
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
             prompt = prompt[0]
         if not isinstance(prompt, str):
-            raise HTTPError(400, "prompt must be a string", param="prompt")
-        for unsupported in ("echo", "best_of", "suffix"):
-            data.pop(unsupported, None)
-        if data.get("stream") is True:
             raise HTTPError(
-                400, "streaming is supported on /v1/chat/completions only", param="stream"
+                400, "prompt must be a string (or a list of one string)", param="prompt"
             )
+        # legacy-only parameters: accepted at their neutral value, refused otherwise
+        for name, neutral in _LEGACY_NEUTRAL.items():
+            value = data.pop(name, None)
+            if value is not None and not (type(value) is type(neutral) and value == neutral):
+                raise HTTPError(400, f"{name} is not supported on /v1/completions", param=name)
         data["messages"] = [{"role": "user", "content": prompt}]
-        max_cost, max_latency = _limits(scope, data)
+        max_cost, max_latency = _limits(ctx, data)
         request = parse_chat_request(data)
         assert self.dispatcher is not None
-        result = await self._run_until_disconnect(
-            receive, self.dispatcher.complete(request, max_cost=max_cost, max_latency=max_latency)
-        )
+        target, _ = self.dispatcher.resolve(request, max_cost=max_cost, max_latency=max_latency)
+        routed = attrs.evolve(request, model=target) if target != request.model else request
+        ctx.model = target
+        if request.stream is True:
+            await self._guard(receive, self._stream(routed, send, ctx, _completion_sse))
+            return
+        result = await self._guard(receive, self.dispatcher.complete(routed))
         ctx.model, ctx.deployment = result.model, result.deployment
-        ctx.response_headers += self._coop_headers(result.model, result.deployment, result.cost)
+        ctx.response_headers += _coop_headers(result.model, result.deployment, result.cost)
         response = to_wire(result.response)
         await send_json(
             send,
             200,
             {
-                "id": response.get("id", "").replace("chatcmpl", "cmpl"),
+                "id": _completion_id(response.get("id", "")),
                 "object": "text_completion",
                 "created": response.get("created", int(time.time())),
                 "model": response.get("model"),
@@ -433,7 +460,7 @@ class GatewayApp:
                         "index": c.get("index", 0),
                         "text": (c.get("message") or {}).get("content") or "",
                         "logprobs": None,
-                        "finish_reason": c.get("finish_reason"),
+                        "finish_reason": c.get("finish_reason") or "stop",
                     }
                     for c in response.get("choices", [])
                 ],
@@ -490,7 +517,7 @@ class GatewayApp:
             data["messages"] = [{"role": "user", "content": data.pop("prompt")}]
         if isinstance(data, dict):
             data.setdefault("model", "auto")
-        max_cost, max_latency = _limits(scope, data)
+        max_cost, max_latency = _limits(ctx, data)
         request = parse_chat_request(data)
         assert self.dispatcher is not None
         decision = self.dispatcher.route(request, max_cost=max_cost, max_latency=max_latency)
@@ -535,7 +562,7 @@ class GatewayApp:
             raise HTTPError(
                 400, f"mode {mode!r} is not one of sequential, parallel, pipeline", param="mode"
             )
-        result = await self._run_until_disconnect(receive, work)
+        result = await self._guard(receive, work)
         await send_json(send, 200, result.to_dict())
 
     # -- health and status --------------------------------------------------------------
@@ -593,6 +620,114 @@ class GatewayApp:
             body.encode(),
             [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
         )
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _coop_headers(
+    model: str, deployment: str | None, cost: float | None
+) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-coop-model", model.encode())]
+    if deployment:
+        headers.append((b"x-coop-deployment", deployment.encode()))
+    if cost is not None:
+        headers.append((b"x-coop-cost", f"{cost:.8f}".encode()))
+    return headers
+
+
+def _chat_sse(chunk: ChatChunk) -> bytes:
+    return chunk_to_sse(chunk)
+
+
+def _completion_id(chat_id: str) -> str:
+    return "cmpl-" + chat_id.removeprefix("chatcmpl-") if chat_id else "cmpl-coop"
+
+
+def _completion_sse(chunk: ChatChunk) -> bytes | None:
+    """A chat chunk as a legacy ``text_completion`` chunk (``None``: nothing to say)."""
+    choices = []
+    for choice in chunk.choices or ():
+        content = getattr(choice.delta, "content", None)
+        text = content if isinstance(content, str) else ""
+        if not text and choice.finish_reason is None:
+            continue  # the role-only opening chunk, tool-call pieces
+        choices.append(
+            {
+                "text": text,
+                "index": choice.index,
+                "logprobs": None,
+                "finish_reason": choice.finish_reason,
+            }
+        )
+    data: dict[str, Any] = {
+        "id": _completion_id(chunk.id),
+        "object": "text_completion",
+        "created": chunk.created,
+        "model": chunk.model,
+        "choices": choices,
+    }
+    if chunk.usage:
+        data["usage"] = to_wire(chunk.usage)
+    elif not choices:
+        return None
+    return chunk_to_sse(data)
+
+
+async def _guard_asyncio(receive: Receive, work: Awaitable[_T], timeout: float) -> _T:
+    """The guard on asyncio: one future watching ``receive()``, cancelling this task on a hang-up."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    def on_message(future: asyncio.Future[Any]) -> None:
+        nonlocal gone
+        if future.cancelled():
+            return
+        if future.exception() is None and future.result().get("type") != "http.disconnect":
+            return
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(receive())
+    watcher.add_done_callback(on_message)
+    try:
+        async with asyncio.timeout(timeout):
+            result = await work
+    except asyncio.CancelledError:
+        if gone and task.uncancel() == 0:
+            raise ClientDisconnected() from None
+        raise
+    finally:
+        if not watcher.done():
+            watcher.remove_done_callback(on_message)
+            watcher.cancel()
+    if gone:  # the hang-up landed just as the work finished: nobody is left to answer
+        task.uncancel()
+        raise ClientDisconnected()
+    return result
+
+
+async def _guard_anyio(receive: Receive, work: Awaitable[_T], timeout: float) -> _T:
+    """The guard on any event loop anyio supports (trio, say)."""
+    outcome: dict[str, Any] = {}
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                outcome["disconnected"] = True
+                scope.cancel()
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch, tg.cancel_scope)
+        with anyio.fail_after(timeout):
+            outcome["result"] = await work
+        tg.cancel_scope.cancel()
+    if "result" not in outcome:
+        raise ClientDisconnected()
+    return outcome["result"]  # type: ignore[no-any-return]
 
 
 def create_app(

@@ -8,17 +8,40 @@ docs/performance.md); these helpers are all the framework it needs.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from .._errors import CoopError, UpstreamError, ValidationError
+from .._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ContextWindowExceededError,
+    CoopError,
+    RateLimitError,
+    UnknownModelError,
+    UpstreamError,
+    UpstreamNotFoundError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    ValidationError,
+)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-__all__ = ["HTTPError", "error_body", "read_body", "send_bytes", "send_error", "send_json"]
+__all__ = [
+    "ClientDisconnected",
+    "HTTPError",
+    "error_body",
+    "error_for",
+    "read_body",
+    "send_bytes",
+    "send_error",
+    "send_json",
+]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -34,6 +57,7 @@ class HTTPError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]] = (),
     ) -> None:
         self.status, self.message, self.type, self.param, self.code = (
             status,
@@ -42,6 +66,7 @@ class HTTPError(Exception):
             param,
             code,
         )
+        self.headers = list(headers)
         super().__init__(message)
 
 
@@ -58,27 +83,72 @@ def error_body(message: str, type: str, param: str | None = None, code: str | No
 
 
 def error_for(exc: BaseException) -> HTTPError:
-    """Map any coop error to the status and OpenAI error shape a client expects."""
+    """Map any error to the status and OpenAI error shape a client expects.
+
+    The status says whose fault it is, because the OpenAI SDKs turn it into an
+    exception class: 400/404 the request's, 401 the client's key, 429 slow down,
+    502 the upstream failed or answered garbage, 503 the upstream (or every
+    deployment) is overloaded, 504 it took too long. An upstream 401 is a 502,
+    never a 401: the client's key was fine, coop's upstream key was not. Upstream
+    bodies are not echoed (they can quote coop's own key, masked or not).
+    """
     if isinstance(exc, HTTPError):
         return exc
     if isinstance(exc, ValidationError):
         return HTTPError(400, str(exc), param=exc.field, code="invalid_value")
+    if isinstance(exc, UnknownModelError):
+        return HTTPError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, UpstreamError):
-        status = exc.http_status
-        code = type(exc).__name__
-        if exc.status == 400 or exc.status == 422:
-            status = 400
-        message = str(exc)
-        return HTTPError(status, message, type=exc.error_type, code=_snake(code))
+        return _upstream_error(exc)
+    if isinstance(exc, ConfigError):  # e.g. an endpoint's env:KEY unset: the operator's problem
+        return HTTPError(
+            500, f"gateway misconfigured: {exc}", type="server_error", code="config_error"
+        )
     if isinstance(exc, CoopError):
         return HTTPError(
             exc.http_status, str(exc), type=exc.error_type, code=_snake(type(exc).__name__)
         )
     if isinstance(exc, TimeoutError):
-        return HTTPError(504, "the request timed out", type="timeout_error", code="timeout")
+        return HTTPError(
+            504,
+            "the request timed out ([server] request_timeout)",
+            type="timeout_error",
+            code="timeout",
+        )
     return HTTPError(
         500, "internal error (see the server log)", type="server_error", code="internal_error"
     )
+
+
+def _upstream_error(exc: UpstreamError) -> HTTPError:
+    where = f" [{exc.deployment}]" if exc.deployment else ""
+    said = f" (upstream status {exc.status})" if exc.status is not None else ""
+    summary = str(exc).split(" body: ", 1)[0]
+    if isinstance(exc, ContextWindowExceededError):
+        return HTTPError(400, summary, param="messages", code="context_length_exceeded")
+    if isinstance(exc, BadRequestError):
+        return HTTPError(400, summary, code="upstream_bad_request")
+    if isinstance(exc, RateLimitError):
+        headers = []
+        if exc.retry_after is not None:
+            headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
+        return HTTPError(
+            429, summary, type="rate_limit_error", code="rate_limit_exceeded", headers=headers
+        )
+    if isinstance(exc, AuthenticationError):
+        return HTTPError(
+            502,
+            f"the upstream rejected the gateway's own credentials{said}{where}",
+            type="server_error",
+            code="upstream_authentication_failed",
+        )
+    if isinstance(exc, UpstreamTimeoutError):
+        return HTTPError(504, summary, type="timeout_error", code="upstream_timeout")
+    if isinstance(exc, UpstreamNotFoundError):
+        return HTTPError(502, summary, type="server_error", code="upstream_not_found")
+    if isinstance(exc, UpstreamUnavailableError) and exc.status in (503, 529):
+        return HTTPError(503, summary, type="server_error", code="upstream_overloaded")
+    return HTTPError(502, summary, type="server_error", code="upstream_error")
 
 
 def _snake(name: str) -> str:
@@ -134,7 +204,7 @@ async def send_json(
 async def send_error(
     send: Send, error: HTTPError, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
-    extra = list(headers)
+    extra = [*error.headers, *headers]
     if error.status == 401:
         extra.append((b"www-authenticate", b"Bearer"))
     await send_bytes(

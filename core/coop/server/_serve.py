@@ -2,31 +2,55 @@
 
 uvicorn with uvloop and httptools was chosen by measurement (docs/performance.md).
 SIGTERM stops accepting connections and drains in-flight requests for up to
-``[server] shutdown_timeout`` seconds before exiting.
+``[server] shutdown_timeout`` seconds, then the process exits with status 0: a
+drained shutdown is a clean one to an orchestrator (uvicorn itself re-raises the
+signal, which makes every rolling restart look like a crash).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .._config import SystemConfig
-from .._errors import ConfigError
+from .._errors import ConfigError, CoopError
 from .._plugins import Plugins
 from ._app import GatewayApp, create_app
 
-__all__ = ["app_factory", "is_loopback", "serve"]
+__all__ = ["app_factory", "check_bind", "is_loopback", "serve"]
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
+    """Whether binding ``host`` keeps the gateway reachable from this machine only."""
+    if host == "localhost":
+        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def check_bind(config: SystemConfig, host: str, *, allow_unauthenticated: bool = False) -> None:
+    """Refuse an open gateway on a reachable address: it would spend the upstream credit of anyone who finds it."""
+    if (
+        not config.server.api_keys
+        and not is_loopback(host)
+        and not (allow_unauthenticated or config.server.allow_unauthenticated)
+    ):
+        raise ConfigError(
+            f"refusing to serve on {host} with no [server] api_keys: anyone who can reach it "
+            "could spend your upstream credit; set api_keys, bind 127.0.0.1, or pass "
+            "--allow-unauthenticated",
+            key="server.api_keys",
+        )
+    config.server.resolved_api_keys()  # fail now, naming the variable, not at the first request
 
 
 def app_factory() -> GatewayApp:
@@ -34,6 +58,39 @@ def app_factory() -> GatewayApp:
     path = os.environ.get("COOP_SERVE_CONFIG")
     config = SystemConfig.load(path) if path else SystemConfig.discover()
     return create_app(config)
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class GatewayServer(uvicorn.Server):
+        """uvicorn's server, saying where it listens and exiting 0 after a drained SIGTERM."""
+
+        on_listening: Callable[[str], None] | None = None
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and self.on_listening is not None and self.servers:
+                host, port = self.servers[0].sockets[0].getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                self.on_listening(f"http://{shown}:{port}")
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+            if signal.SIGINT in self._captured_signals:
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C still ends as an interrupt (130)
+
+    return GatewayServer
 
 
 def serve(
@@ -45,36 +102,29 @@ def serve(
     workers: int | None = None,
     allow_unauthenticated: bool = False,
     log_level: str | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM."""
+    """Serve until SIGINT/SIGTERM; ``on_listening(url)`` is called once bound (port 0 picks one)."""
     import uvicorn
 
     server = config.server
     host = host or server.host
     port = port if port is not None else server.port
     workers = workers or server.workers
-    if (
-        not server.api_keys
-        and not is_loopback(host)
-        and not (allow_unauthenticated or server.allow_unauthenticated)
-    ):
-        raise ConfigError(
-            f"refusing to serve on {host} with no [server] api_keys: anyone who can reach it could spend "
-            "your upstream credit; set api_keys, bind 127.0.0.1, or pass --allow-unauthenticated",
-            key="server.api_keys",
-        )
-    server.resolved_api_keys()  # fail now, naming the variable, not at the first request
+    check_bind(config, host, allow_unauthenticated=allow_unauthenticated)
     level = (log_level or config.log_level).lower()
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    options = dict(
+    options: dict[str, Any] = dict(
         host=host,
         port=port,
         loop="uvloop",
         http="httptools",
         log_level="warning" if level == "info" else level,
-        access_log=False,
+        access_log=False,  # coop writes its own, with model, deployment and request id
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=int(server.shutdown_timeout) or None,
         lifespan="on",
         backlog=4096,
@@ -82,6 +132,12 @@ def serve(
     if workers > 1:
         if config.path:
             os.environ["COOP_SERVE_CONFIG"] = str(Path(config.path).resolve())
+        if on_listening is not None:
+            on_listening(f"http://{host}:{port}")
         uvicorn.run("coop.server:app_factory", factory=True, workers=workers, **options)
-    else:
-        uvicorn.run(create_app(config, plugins=plugins), **options)
+        return
+    instance = _server_class()(uvicorn.Config(create_app(config, plugins=plugins), **options))
+    instance.on_listening = on_listening
+    instance.run()
+    if not instance.started:
+        raise CoopError("the gateway did not start (see the error above)")
