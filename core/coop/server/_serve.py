@@ -138,6 +138,10 @@ def serve(
         return
     instance = _server_class()(uvicorn.Config(create_app(config, plugins=plugins), **options))
     instance.on_listening = on_listening
-    instance.run()
+    try:
+        instance.run()
+    except SystemExit:  # uvicorn's way to report a port it cannot bind or a failed startup
+        if instance.started:
+            raise
     if not instance.started:
-        raise CoopError("the gateway did not start (see the error above)")
+        raise CoopError(f"the gateway did not start on {host}:{port} (see the error above)")
