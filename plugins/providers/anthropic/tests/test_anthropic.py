@@ -548,3 +548,21 @@ def test_preset_feeds_coop_config_preset(tmp_path: Path) -> None:
     assert haiku.deployments[0].path == "claude-haiku-4-5"
     assert (haiku.price.input, haiku.price.output, haiku.tier) == (1.0, 5.0, "light")
     assert 'ANTHROPIC_API_KEY="k"' in (tmp_path / ".env").read_text()
+
+
+@pytest.mark.anyio
+async def test_translated_output_fits_openais_schemas(upstream: FakeAnthropic) -> None:
+    from openapi_schema import validate
+
+    answer = Answer(
+        content="Checking.",
+        reasoning="weather needs a tool",
+        tool_calls=[ToolCall("get_weather", {"city": "Lima"}, id="toolu_lima")],
+    )
+    upstream.script(answer, answer)
+    async with provider(upstream) as p:
+        response = await p.chat(request(tools=[WEATHER_TOOL]), CALL)
+        chunks = await collect(p, request(tools=[WEATHER_TOOL], stream=True))
+    validate("CreateChatCompletionResponse", response.to_wire())
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk.to_wire())
