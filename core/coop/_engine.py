@@ -195,10 +195,17 @@ class OpenAIEngine:
             self.plugins = load_plugins(disabled=self.config.plugins.disabled)
         self.http = open_http_client(backend=self._http_backend)
         pools: dict[str, KeyPool] = {}
-        for name, endpoint in self.config.endpoints.items():
-            cls = self.plugins.get("provider", endpoint.provider)
-            self.providers[name] = cls(endpoint, self.http)
-            pools[name] = KeyPool([])
+        try:
+            for name, endpoint in self.config.endpoints.items():
+                cls = self.plugins.get("provider", endpoint.provider)
+                self.providers[name] = cls(endpoint, self.http)
+                pools[name] = KeyPool([])
+        except BaseException:
+            # a provider refused its settings: release the client we opened
+            await self.http.aclose()
+            self.http = None
+            self.providers.clear()
+            raise
         for name, model in self.config.models.items():
             deployments = []
             for dep in model.deployments:
