@@ -102,8 +102,8 @@ def test_calculator_annotations_are_not_the_answer() -> None:
 
 
 def test_subtraction_is_not_a_negative_number() -> None:
-    assert num("He has 13 left. Then 16-3") == 3
-    assert num("He has 13 left. Then 16 - 3") == 3
+    assert num("He has 13 left. Then 16-3") == 16
+    assert num("He has 13 left. Then take 16 - 3") == 16
     assert num("Answer: 16 - 3") == 16  # marker segment: its first number, not -3
 
 
@@ -115,6 +115,27 @@ def test_marker_beats_later_prose_and_last_marker_wins() -> None:
 
 def test_marker_with_empty_line_reads_next_line() -> None:
     assert num("Final answer:\n\n$72") == 72
+
+
+def test_prose_skips_numbers_the_question_gave() -> None:
+    question = "Kylar buys 16 glasses; every second one costs 60% of $5. How much does he pay?"
+    text = (
+        "The 8 discounted glasses cost 8 * $3 = $24.\n\nKylar needs to pay $64 for the 16 glasses."
+    )
+    assert extract_answer(text, question=question) == Answer("number", Fraction(64))
+    # Without the question the first number of the concluding sentence is the bet.
+    assert num(text) == 64
+    assert num("Therefore, Allen will be 109 years old 10 years from now.") == 109
+    # The question gave every number in the sentence: its last one.
+    question = (
+        "10 liters... 15 liters of pineapple drink... How much water is in the remaining 24 liters?"
+    )
+    text = "So, in the remaining 24 liters of the mixed drink, there are 15 liters of water."
+    assert extract_answer(text, question=question) == Answer("number", Fraction(15))
+    # A result after "=" wins whatever the question said.
+    assert extract_answer("So he walks 4 * 2 = 8 miles in 4 hours.", question="4 hours") == Answer(
+        "number", Fraction(8)
+    )
 
 
 def test_prose_takes_the_result_of_the_last_sentence() -> None:

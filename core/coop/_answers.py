@@ -13,8 +13,9 @@ Where the answer is looked for, strongest first:
    ``最终答案`` (a marker whose line is empty takes the next line);
 3. a short reply taken whole (``"B"``, ``"yes"``, ``"18"``);
 4. a reply that opens with yes / no / 是的 / 不是 (a yes-no question's answer);
-5. the last number in prose: in the last sentence holding a number, the number
-   after the last ``=``, else the last number.
+5. a number in prose: in the last sentence holding one, the number after the
+   last ``=``; else the last number the question did not give (when the
+   question is passed); else the first number.
 
 Numbers become exact :class:`fractions.Fraction` values: ``1,234``, ``$18``,
 ``18.0``, ``18 dollars``, ``1/2``, ``-5``, ``1.5 million``, Chinese numerals
@@ -539,15 +540,25 @@ def _segment_after(text: str, pos: int) -> str:
 # -- public API -----------------------------------------------------------------------
 
 
-def extract_answer(text: str | None, *, percent: PercentRule = "points") -> Answer | None:
+def extract_answer(
+    text: str | None, *, question: str | None = None, percent: PercentRule = "points"
+) -> Answer | None:
     """The final answer a model gave, or ``None`` when the text holds none.
 
-    See the module docstring for where it is looked for. ``percent`` chooses
-    how ``50%`` reads: ``"points"`` (50, the default) or ``"ratio"`` (0.5).
+    See the module docstring for where it is looked for. Pass the ``question``
+    when you have it: in a concluding sentence such as "Kylar pays $64 for the
+    16 glasses" the number the question already gave (16) is context, not the
+    answer. ``percent`` chooses how ``50%`` reads: ``"points"`` (50, the
+    default) or ``"ratio"`` (0.5).
     """
     if not text or not text.strip():
         return None
     clean = _clean(text)
+    given = (
+        {v for _, v, _ in _iter_numbers(_clean(question), chinese=True, percent=percent)}
+        if question
+        else set()
+    )
 
     boxed = _boxed(clean)
     if boxed is not None:
@@ -576,7 +587,7 @@ def extract_answer(text: str | None, *, percent: PercentRule = "points") -> Answ
         # A short reply is the answer itself; with several numbers, prose rules pick one.
         found = _parse_option(stripped) or _parse_bool(stripped)
         if found is None and len(list(_iter_numbers(stripped, chinese=True, percent=percent))) > 1:
-            found = _last_number(stripped, percent, short=True)
+            found = _last_number(stripped, percent, given, short=True)
         if found is None:
             found = _parse_segment(stripped, percent, allow_text=True, source="whole")
         return attrs.evolve(found, source="whole") if found is not None else None
@@ -585,17 +596,25 @@ def extract_answer(text: str | None, *, percent: PercentRule = "points") -> Answ
     if leading:
         return _parse_segment(leading.group(1), percent, allow_text=False, source="leading")
 
-    return _last_number(clean, percent)
+    return _last_number(clean, percent, given)
 
 
 _SENTENCE_SPLIT = re.compile(r"\n+|(?<=[.!?;。！？；])\s+|(?<=[。！？；])")
 
 
-def _last_number(text: str, percent: PercentRule, *, short: bool = False) -> Answer | None:
-    """The last number of the last sentence holding one (after its last ``=``).
+def _last_number(
+    text: str, percent: PercentRule, given: set[Fraction], *, short: bool = False
+) -> Answer | None:
+    """The answer in the last sentence holding a number.
 
-    Lone Chinese numeral characters count only in a ``short`` reply: in prose
-    一 is more often "a" (一个, 一起) than the number one.
+    The number right after the sentence's last ``=`` when there is one (a
+    result). Else, knowing the question, the last number it did not give
+    ("pays $64 for the 16 glasses": 16 is context), or the last number when
+    it gave them all; without the question, the first number, since
+    concluding sentences state the answer before its context ("45 miles away
+    after 4 hours"). Lone Chinese
+    numeral characters count only in a ``short`` reply: in prose 一 is more
+    often "a" (一个, 一起) than the number one.
     """
     sentences = [s for s in _SENTENCE_SPLIT.split(text) if s and s.strip()]
     for sentence in reversed(sentences):
@@ -610,7 +629,13 @@ def _last_number(text: str, percent: PercentRule, *, short: bool = False) -> Ans
             continue
         eq = max(sentence.rfind("="), sentence.rfind("≈"))
         after = [n for n in nums if n[0] > eq] if eq >= 0 else []
-        _, value, raw = after[0] if after else nums[-1]
+        fresh = [n for n in nums if n[1] not in given]
+        if after:
+            _, value, raw = after[0]
+        elif given:
+            _, value, raw = (fresh or nums)[-1]
+        else:
+            _, value, raw = nums[0]
         return Answer("number", value, raw=raw.strip(), source="prose")
     return None
 

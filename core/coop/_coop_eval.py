@@ -176,6 +176,7 @@ class CooperationReport:
     def format(self) -> str:
         """A plain-text table: each single model, then the integrated answer."""
         width = max(len(m) for m in [*self.models, self.strategy + " (integrated)"]) + 2
+        costs = any(s.cost or s.latency for s in self.singles.values())
         lines = [
             f"{self.strategy} over {len(self.models)} models, {self.questions} questions"
             + (f", {self.folds}-fold cross-validation" if self.folds > 1 else "")
@@ -188,9 +189,19 @@ class CooperationReport:
                 if s.label_agreement is not None
                 else "-"
             )
-            lines.append(f"{s.model:<{width}}{s.accuracy:>10.1%}  {agree}")
+            extra = (
+                f"  mean latency {s.latency / max(s.questions, 1):.2f}s, cost ${s.cost:.4f}"
+                if costs
+                else ""
+            )
+            lines.append(f"{s.model:<{width}}{s.accuracy:>10.1%}  {agree}{extra}")
         name = f"{self.strategy} (integrated)"
-        lines.append(f"{name:<{width}}{self.accuracy:>10.1%}")
+        extra = ""
+        if costs:  # parallel: waits for the slowest model, pays for every one
+            cost = sum(s.cost for s in self.singles.values())
+            slowest = max(s.latency / max(s.questions, 1) for s in self.singles.values())
+            extra = f"  cost ${cost:.4f}, latency >= {slowest:.2f}s (plus strategy calls)"
+        lines.append(f"{name:<{width}}{self.accuracy:>10.1%}{extra}")
         best = self.best_single
         diff = (self.accuracy - best.accuracy) * 100
         lines.append(
@@ -270,9 +281,10 @@ async def evaluate_voting(
     singles = {m: ModelScore(m) for m in models}
     for row, truth in zip(rows, truths, strict=True):
         t_row, a_row, r_row = {}, {}, {}
+        question = str(row.get("question") or "") or None
         for m in models:
             text, label, extras = _model_output(row, m)
-            answer = extract_answer(text) if text else None
+            answer = extract_answer(text, question=question) if text else None
             ok = answers_match(answer, truth)
             t_row[m], a_row[m], r_row[m] = text, answer, ok
             s = singles[m]
@@ -331,7 +343,7 @@ async def evaluate_voting(
                 settings=fold_settings,
             )
             integration = await instance.integrate(candidates, context)
-            final = extract_answer(integration.text)
+            final = extract_answer(integration.text, question=context.query or None)
             ok = answers_match(final, truths[i])
             results[i] = EvalRow(
                 index=i,

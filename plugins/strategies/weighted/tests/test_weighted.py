@@ -97,33 +97,36 @@ def test_learn_weights_is_laplace_smoothed_log_odds() -> None:
     assert mapped == {"a": 0.0}
 
 
-def test_auto_offset_trusts_agreement_when_the_records_show_it_pays() -> None:
-    # The strong model is right 7 of 10 times; on the other 3 the two weak models
-    # agree on the right answer. Plain log-odds (offset 0) would always follow the
-    # strong model; a positive offset lets the agreeing pair win.
+def _records(questions: int, strong_right: int) -> list[dict[str, Any]]:
+    """The strong model is right on the first ``strong_right`` questions; on the
+    others the two weak models agree on the right answer (and scatter otherwise)."""
     records: list[dict[str, Any]] = []
-    for q in range(10):
-        strong_right = q < 7
+    for q in range(questions):
+        strong = q < strong_right
         records.append(
-            {
-                "question": q,
-                "model": "strong",
-                "answer": "1" if strong_right else "2",
-                "correct": strong_right,
-            }
+            {"question": q, "model": "strong", "answer": "1" if strong else "2", "correct": strong}
         )
-        weak_right = not strong_right
         for m in ("weak1", "weak2"):
-            records.append(
-                {
-                    "question": q,
-                    "model": m,
-                    "answer": "1" if weak_right else f"{m}{q}",
-                    "correct": weak_right,
-                }
-            )
-    weights = learn_weights(records)
+            answer = "1" if not strong else str(100 * len(records) + q)
+            records.append({"question": q, "model": m, "answer": answer, "correct": not strong})
+    return records
+
+
+def test_auto_offset_trusts_agreement_when_the_records_show_it_pays() -> None:
+    # Plain log-odds (offset 0) always follow the strong model; a positive offset
+    # lets the agreeing weak pair win, which these records show is right.
+    weights = learn_weights(_records(30, 21))
     assert weights["weak1"] + weights["weak2"] > weights["strong"] > weights["weak1"]
+
+
+def test_auto_offset_needs_more_than_luck() -> None:
+    # The same pattern on 10 questions (3 fixed, 0 broken) is not significant.
+    weights = learn_weights(_records(10, 7))
+    assert weights == learn_weights(_records(10, 7), offset=0.0)
+    assert weights["weak1"] == 0.0
+    # A lower bar lets it through.
+    loose = learn_weights(_records(10, 7), significance=1.0)
+    assert loose["weak1"] + loose["weak2"] > loose["strong"]
 
 
 def test_learn_returns_settings() -> None:

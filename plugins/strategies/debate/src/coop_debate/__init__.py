@@ -128,7 +128,7 @@ class DebateStrategy(Strategy):
             )
             for i, c in enumerate(candidates)
         ]
-        result = vote(final, **options)
+        result = vote(final, question=context.query, **options)
         evidence: dict[str, Any] = {
             "rounds": history,
             "completed_rounds": completed,

@@ -136,7 +136,7 @@ class EnsembleStrategy(Strategy):
             text = await context.complete(aggregator, messages)
         except CoopError as exc:
             last = [Candidate(model=r["model"], text=r["text"]) for r in history[-1] if "text" in r]
-            fallback = vote(last or list(candidates))
+            fallback = vote(last or list(candidates), question=context.query)
             notes.append(f"aggregator {aggregator} failed ({exc}); fell back to voting")
             evidence.update(notes=notes, fallback="voting", vote=fallback.evidence)
             return Integration(

@@ -204,11 +204,15 @@ class JudgeStrategy(Strategy):
         try:
             reply = await context.complete(judge, messages)
         except CoopError as exc:
-            return self._fallback(candidates, settings, evidence, f"judge call failed: {exc}")
+            return self._fallback(
+                candidates, settings, evidence, f"judge call failed: {exc}", context.query
+            )
         evidence["reply"] = reply
         scores, how = parse_scores(reply, len(candidates))
         if not scores:
-            return self._fallback(candidates, settings, evidence, "judge reply could not be parsed")
+            return self._fallback(
+                candidates, settings, evidence, "judge reply could not be parsed", context.query
+            )
         evidence["parsed_from"] = how
         evidence["scores"] = [
             {
@@ -238,8 +242,9 @@ class JudgeStrategy(Strategy):
         settings: dict[str, Any],
         evidence: dict[str, Any],
         reason: str,
+        query: str,
     ) -> Integration:
-        result = vote(candidates, **vote_options(settings))
+        result = vote(candidates, question=query, **vote_options(settings))
         evidence.update(
             fallback="voting", reason=reason + "; fell back to voting", vote=result.evidence
         )

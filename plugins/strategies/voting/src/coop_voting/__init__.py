@@ -110,6 +110,7 @@ def vote(
     threshold: float = 0.5,
     similarity: Similarity = "jaccard",
     percent: Literal["points", "ratio"] = "points",
+    question: str | None = None,
 ) -> Integration:
     """Vote over the candidates' normalised answers.
 
@@ -119,6 +120,7 @@ def vote(
     because a plurality such as 2 of 5 is weak evidence against the model
     trusted most. ``"plurality"`` takes the heaviest answer. Ties go to the
     answer whose heaviest voter weighs most, then to the one named first.
+    ``question`` helps extraction tell the answer from numbers it restates.
     """
     if not candidates:
         raise CooperationError("nothing to vote on: no model answered")
@@ -126,7 +128,7 @@ def vote(
         float(weights.get(c.model, c.weight)) if weights is not None else float(c.weight)
         for c in candidates
     ]
-    answers = [extract_answer(c.text, percent=percent) for c in candidates]
+    answers = [extract_answer(c.text, question=question, percent=percent) for c in candidates]
     method = "answer" if any(a is not None for a in answers) else "text-similarity"
 
     groups: list[_Group] = []
@@ -227,7 +229,7 @@ class VotingStrategy(Strategy):
         self, candidates: Sequence[Candidate], context: StrategyContext
     ) -> Integration:
         settings = {**context.settings, **self.settings}
-        return vote(candidates, **vote_options(settings))
+        return vote(candidates, question=context.query, **vote_options(settings))
 
 
 @hookimpl

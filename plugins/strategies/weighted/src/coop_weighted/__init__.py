@@ -68,6 +68,7 @@ def learn_weights(
     smoothing: float = 1.0,
     offset: float | Literal["auto"] = "auto",
     min_weight: float = 0.0,
+    significance: float = 1.96,
 ) -> dict[str, float]:
     """Model weights from observed accuracy: ``log(p / (1 - p)) + offset``.
 
@@ -77,9 +78,11 @@ def learn_weights(
     choices; with many possible answers, wrong models rarely agree, so
     agreement deserves more trust: that is the ``offset`` (``log(k - 1)`` for
     ``k`` equally likely answers). ``"auto"`` fits it when records also carry
-    ``question`` and ``answer`` (the answers that question's models gave), by
-    the weighted vote's accuracy on the records themselves over a small grid,
-    smallest offset on ties; without them the offset is 0. Weights below
+    ``question`` and ``answer`` (the answers that question's models gave): the
+    grid offset whose weighted vote fixes the most questions net of those it
+    breaks, relative to offset 0, and only if that net gain passes a McNemar
+    test at ``significance`` standard errors (a gain of 3 out of 5 changed
+    questions is luck, not evidence); without them the offset is 0. Weights below
     ``min_weight`` are raised to it (a negative vote would push away from a
     right answer that a weak model happened to share).
     """
@@ -88,12 +91,15 @@ def learn_weights(
         return {}
     base = _log_odds(recs, smoothing)
     if offset == "auto":
-        offset = _fit_offset(recs, base, min_weight)
+        offset = _fit_offset(recs, base, min_weight, significance)
     return {m: max(min_weight, w + float(offset)) for m, w in base.items()}
 
 
 def _fit_offset(
-    recs: list[tuple[str, bool, Any, Any]], base: Mapping[str, float], min_weight: float
+    recs: list[tuple[str, bool, Any, Any]],
+    base: Mapping[str, float],
+    min_weight: float,
+    significance: float,
 ) -> float:
     questions: dict[Any, list[tuple[str, bool, Answer | None]]] = defaultdict(list)
     for model, correct, question, answer in recs:
@@ -102,12 +108,21 @@ def _fit_offset(
         if answer is not None and not isinstance(answer, Answer):
             answer = extract_answer(str(answer))
         questions[question].append((model, correct, answer))
-    best_offset, best_score = 0.0, -1
-    for offset in OFFSET_GRID:
+
+    def right(offset: float) -> list[bool]:
         weights = {m: max(min_weight, w + offset) for m, w in base.items()}
-        score = sum(_vote_right(votes, weights) for votes in questions.values())
-        if score > best_score:
-            best_offset, best_score = offset, score
+        return [_vote_right(votes, weights) for votes in questions.values()]
+
+    baseline = right(0.0)
+    best_offset, best_gain = 0.0, 0
+    for offset in OFFSET_GRID[1:]:
+        now = right(offset)
+        fixed = sum(1 for a, b in zip(now, baseline, strict=True) if a and not b)
+        broken = sum(1 for a, b in zip(now, baseline, strict=True) if b and not a)
+        gain = fixed - broken
+        # McNemar: only a gain too large to be luck on these questions moves off 0.
+        if gain > best_gain and gain > significance * math.sqrt(fixed + broken):
+            best_offset, best_gain = offset, gain
     return best_offset
 
 
@@ -201,7 +216,7 @@ class WeightedStrategy(Strategy):
         settings = {**context.settings, **self.settings}
         weights, source = self._weights(settings, candidates)
         options = vote_options(settings, majority="plurality")
-        result = vote(candidates, **{**options, "weights": weights})
+        result = vote(candidates, question=context.query, **{**options, "weights": weights})
         result.evidence["weights"] = {c.model: weights[c.model] for c in candidates}
         result.evidence["weights_source"] = source
         return result
