@@ -195,6 +195,24 @@ def test_booleans(text: str, value: bool) -> None:
     assert extract_answer(text) == Answer("boolean", value)
 
 
+def test_trailing_yes_no() -> None:
+    assert extract_answer("Is 7 prime? Yes.") == Answer("boolean", True)
+    long = "Let me check whether 91 is prime. 91 = 7 * 13, so it has divisors.\nNo."
+    assert extract_answer(long) == Answer("boolean", False)
+
+
+def test_chinese_words_with_numeral_characters_are_not_numbers() -> None:
+    assert num("所以一共需要两千三百元。") == 2300
+    assert num("答案：一共两千三百元") == 2300
+    assert num("他一共有十二个苹果") == 12
+    assert num("万一下雨，我们需要3把伞。") == 3
+    assert num("解：小明有12个苹果，给了小红3个，还剩12-3=9个。\n答：还剩9个苹果。") == 9
+
+
+def test_final_answer_heading() -> None:
+    assert num("Work: 3 * 6 = 18, minus 2.\n\n### Final Answer\n\n**16**") == 16
+
+
 def test_boolean_word_followed_by_a_number_is_a_number() -> None:
     assert extract_answer("答案：是18") == Answer("number", Fraction(18))
 

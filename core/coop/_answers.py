@@ -9,13 +9,13 @@ Where the answer is looked for, strongest first:
 
 1. the last ``\\boxed{...}``;
 2. the last answer marker: a ``####`` line, a line starting ``A:`` / ``Answer:`` /
-   ``Final answer:``, the phrase "answer is ...", or ``答案`` / ``答案是`` /
-   ``最终答案`` (a marker whose line is empty takes the next line);
-3. a short reply taken whole (``"B"``, ``"yes"``, ``"18"``);
-4. a reply that opens with yes / no / 是的 / 不是 (a yes-no question's answer);
-5. a number in prose: in the last sentence holding one, the number after the
-   last ``=``; else the last number the question did not give (when the
-   question is passed); else the first number.
+   ``Final answer:`` (or such a heading alone, answer on the next line), the
+   phrase "answer is ...", or ``答案`` / ``答案是`` / ``最终答案`` / ``故选``;
+3. a short reply taken whole (``"B"``, ``"yes"``, ``"18"``, ``"Paris"``);
+4. a reply that opens or ends with a bare yes / no (是的 / 不是 / 是 / 否);
+5. a number in prose, in the last sentence holding one: the number after its
+   last ``=``; else, given the question, the last number the question did not
+   already give; else the first number (see :func:`_last_number`).
 
 Numbers become exact :class:`fractions.Fraction` values: ``1,234``, ``$18``,
 ``18.0``, ``18 dollars``, ``1/2``, ``-5``, ``1.5 million``, Chinese numerals
@@ -215,6 +215,10 @@ _NUMBER_RE = re.compile(
     """,
     re.VERBOSE | re.IGNORECASE,
 )
+_CN_WORDS_RE = re.compile(
+    "一共|一些|一起|一下|一样|一直|一定|一般|一切|一旦|一致|一边|一面|一向|一再|一同|一律|"
+    "一会|一点儿|一天到晚|唯一|统一|万一|之一|专一|同一|第一|一一|千万|万万|亿万"
+)
 _CN_RUN_RE = re.compile(
     rf"(?P<sign>负)?(?P<pct>百分之)?(?P<cn>[{_CN_CHARS}]+)(?:点(?P<dec>[{''.join(_CN_DIGITS)}]+))?"
 )
@@ -309,7 +313,9 @@ def _iter_numbers(
             value = -value
         hits.append((m.start(), m.end(), value, m.group(0)))
     if chinese:
-        for m in _CN_RUN_RE.finditer(text):
+        # 一共, 一起, 万一...: words, not numbers. Blank them, keeping positions.
+        masked = _CN_WORDS_RE.sub(lambda m: " " * len(m.group(0)), text)
+        for m in _CN_RUN_RE.finditer(masked):
             if any(s <= m.start() < e for s, e, _, _ in hits):
                 continue
             cn = m["cn"]
@@ -403,9 +409,13 @@ _MARKERS: list[tuple[re.Pattern[str], str]] = [
     ),
     (
         re.compile(
-            r"^[ \t>*-]*(?:final\s+answer|answer|ans|A)[ \t]*(?:\([^)\n]{0,30}\))?[ \t]*[:：][ \t]*",
+            r"^[ \t>*-]*(?:final\s+answer|answer|ans|A|答)[ \t]*(?:\([^)\n]{0,30}\))?[ \t]*[:：][ \t]*",
             re.M | re.I,
         ),
+        "answer-line",
+    ),
+    (  # a heading or bold line "Final Answer" with the answer on the next line
+        re.compile(r"^[ \t>#*]*(?:final\s+answer|answer|最终答案|答案)[ \t#*]*$", re.M | re.I),
         "answer-line",
     ),
     (
@@ -484,10 +494,16 @@ def _parse_bool(seg: str) -> Answer | None:
     return None  # pragma: no cover
 
 
+def _prefer_long(nums: list[tuple[int, Fraction, str]]) -> list[tuple[int, Fraction, str]]:
+    """Drop lone Chinese numeral characters (一, 两) when anything longer is there."""
+    longer = [n for n in nums if len(n[2]) > 1 or n[2].isascii()]
+    return longer or nums
+
+
 def _parse_number_in(seg: str, percent: PercentRule) -> Answer | None:
     """The segment's number: after its last ``=``, else its first (first sentence only)."""
     seg = re.split(r"(?<=[.!?。！？])\s+|\n", seg.strip(), maxsplit=1)[0]
-    nums = list(_iter_numbers(seg, chinese=True, percent=percent))
+    nums = _prefer_long(list(_iter_numbers(seg, chinese=True, percent=percent)))
     if not nums:
         english = _english_number(seg)
         return Answer("number", english, raw=seg.strip()) if english is not None else None
@@ -589,14 +605,29 @@ def extract_answer(
         if found is None and len(list(_iter_numbers(stripped, chinese=True, percent=percent))) > 1:
             found = _last_number(stripped, percent, given, short=True)
         if found is None:
+            found = _trailing_bool(stripped)
+        if found is None:
             found = _parse_segment(stripped, percent, allow_text=True, source="whole")
         return attrs.evolve(found, source="whole") if found is not None else None
 
     leading = re.match(r"\s*(yes|no|是的|不是)(?=[,.!;:，。！；：]|\s*$)", stripped, re.I)
     if leading:
         return _parse_segment(leading.group(1), percent, allow_text=False, source="leading")
+    found = _trailing_bool(stripped)
+    if found is not None:
+        return found
 
     return _last_number(clean, percent, given)
+
+
+_TRAILING_BOOL_RE = re.compile(r"(?:^|[.?!:;。？！：；]\s*)(yes|no|是|否|对|错)[\s.!。！]*$", re.I)
+
+
+def _trailing_bool(text: str) -> Answer | None:
+    """A reply that ends with a bare yes/no sentence ("Is 7 prime? Yes.")."""
+    m = _TRAILING_BOOL_RE.search(text)
+    found = _parse_bool(m.group(1)) if m else None
+    return attrs.evolve(found, source="trailing") if found is not None else None
 
 
 _SENTENCE_SPLIT = re.compile(r"\n+|(?<=[.!?;。！？；])\s+|(?<=[。！？；])")
@@ -622,7 +653,7 @@ def _last_number(
         if not nums:
             nums = [
                 n
-                for n in _iter_numbers(sentence, chinese=True, percent=percent)
+                for n in _prefer_long(list(_iter_numbers(sentence, chinese=True, percent=percent)))
                 if short or len(n[2]) >= 2
             ]
         if not nums:
