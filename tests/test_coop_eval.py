@@ -62,6 +62,9 @@ async def test_report_on_small_rows() -> None:
     json.dumps(data)  # JSON-friendly
     assert data["gain_over_best_single"] == pytest.approx(0.25)
     assert data["rows"][1]["answers"] == {"a": "4", "b": "5", "c": "5"}
+    assert data["disagreements"] == [
+        {"index": 2, "model": "c", "label": False, "extracted": "1200", "truth": "1200"}
+    ]
     text = report.format()
     assert "voting (integrated)" in text and "100.0%" in text
     assert "extraction agrees with labels on 75.0%" in text

@@ -318,10 +318,10 @@ def _iter_numbers(
         for m in _CN_RUN_RE.finditer(masked):
             if any(s <= m.start() < e for s, e, _, _ in hits):
                 continue
-            cn = m["cn"]
-            value = _cn_to_fraction(cn)
-            if value is None:
+            parsed = _cn_to_fraction(m["cn"])
+            if parsed is None:
                 continue
+            value = parsed
             if m["dec"]:
                 digits = "".join(str(_CN_DIGITS[c]) for c in m["dec"])
                 value += Fraction(int(digits), 10 ** len(digits))

@@ -138,6 +138,8 @@ class CooperationReport:
     #: What each fold learned (weights...), and the lead order it used.
     learned: list[dict[str, Any]] = attrs.field(factory=list)
     rows: list[EvalRow] = attrs.field(factory=list)
+    #: (model, question) pairs where extraction and the row's label disagree, to inspect.
+    disagreements: list[dict[str, Any]] = attrs.field(factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -168,6 +170,7 @@ class CooperationReport:
             "folds": self.folds,
             "order": self.order,
             "learned": self.learned,
+            "disagreements": self.disagreements,
         }
         if rows:
             out["rows"] = [attrs.asdict(r) for r in self.rows]
@@ -279,6 +282,7 @@ async def evaluate_voting(
     answers: list[dict[str, Answer | None]] = []
     right: list[dict[str, bool]] = []
     singles = {m: ModelScore(m) for m in models}
+    disagreements: list[dict[str, Any]] = []
     for row, truth in zip(rows, truths, strict=True):
         t_row, a_row, r_row = {}, {}, {}
         question = str(row.get("question") or "") or None
@@ -296,6 +300,16 @@ async def evaluate_voting(
             if label is not None:
                 s.labelled += 1
                 s.label_agreements += label == ok
+                if label != ok:
+                    disagreements.append(
+                        {
+                            "index": len(texts),
+                            "model": m,
+                            "label": label,
+                            "extracted": _fmt(answer),
+                            "truth": _fmt(truth),
+                        }
+                    )
         texts.append(t_row)
         answers.append(a_row)
         right.append(r_row)
@@ -308,6 +322,7 @@ async def evaluate_voting(
         correct=0,
         folds=folds,
         order=order,
+        disagreements=disagreements,
     )
     results: dict[int, EvalRow] = {}
     for fold in range(folds):
