@@ -42,11 +42,14 @@ def gold_tier(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-def load_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def load_rows(
+    path: str | os.PathLike[str], *, require_task_type: bool = False
+) -> list[dict[str, Any]]:
     """Read labelled JSON lines; :class:`ConfigError` names the file and line of any problem.
 
     Blank lines are skipped. Each row needs ``prompt`` (a string) or ``messages``
-    (a list), and ``task_type`` or ``tier`` with a known value.
+    (a list), and ``task_type`` or ``tier`` with a known value; training data
+    (``require_task_type``) needs the ``task_type``.
     """
     file = Path(path)
     try:
@@ -73,14 +76,14 @@ def load_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise ConfigError(
                 f"expected a JSON object, got {type(row).__name__}", path=str(file), line=number
             )
-        _check_row(row, file, number)
+        _check_row(row, file, number, require_task_type)
         rows.append(row)
     if not rows:
         raise ConfigError("no rows (the file is empty)", path=str(file))
     return rows
 
 
-def _check_row(row: dict[str, Any], file: Path, number: int) -> None:
+def _check_row(row: dict[str, Any], file: Path, number: int, require_task_type: bool) -> None:
     prompt, messages = row.get("prompt"), row.get("messages")
     if not isinstance(prompt, str) and not isinstance(messages, list):
         raise ConfigError(
@@ -89,6 +92,8 @@ def _check_row(row: dict[str, Any], file: Path, number: int) -> None:
             line=number,
         )
     task, tier = row.get("task_type"), row.get("tier")
+    if task is None and require_task_type:
+        raise ConfigError("missing field 'task_type'", path=str(file), line=number)
     if task is None and tier is None:
         raise ConfigError("missing field 'task_type' (or 'tier')", path=str(file), line=number)
     if task is not None and task not in TASK_TYPES:
