@@ -1092,7 +1092,7 @@ class FakeUpstream:
         size = self.write_size
         resp.start_stream(200, reply.headers, chunked=self.chunked)
         pos = 0  # bytes streamed so far: cuts fall every `size` bytes of the whole stream
-        for ev in events[:stop_at]:
+        for n, ev in enumerate(events[:stop_at], 1):
             pieces = [ev]
             if size:
                 first = size - pos % size
@@ -1104,8 +1104,8 @@ class FakeUpstream:
                 await resp.send(piece)
                 if resp.closed:
                     return
-            if not delay:
-                await asyncio.sleep(0)  # let concurrent streams interleave, as upstreams do
+            if not delay and n % 16 == 0:
+                await asyncio.sleep(0)  # long streams interleave with others, as upstreams do
         if kind == "cut_stream":
             resp.cut()
             return
