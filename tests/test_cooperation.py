@@ -253,3 +253,42 @@ def test_eval_cooperation_on_recorded_gsm8k(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["accuracy"] >= report["best_single"]["accuracy"]
     assert report["label_agreement"] > 0.97
+
+
+async def test_cascade_router_escalates_only_on_disagreement() -> None:
+    config = SystemConfig.from_dict(
+        {
+            "endpoints": {"sim": {"provider": "simulated", "health_check_interval": 0}},
+            "models": {
+                "cheap": {
+                    "endpoint": "sim",
+                    "path": "sim-light",
+                    "tier": "light",
+                    "price": {"input": 0.1, "output": 0.2},
+                },
+                "strong": {
+                    "endpoint": "sim",
+                    "path": "sim-large",
+                    "tier": "reasoning",
+                    "price": {"input": 3.0, "output": 12.0},
+                },
+            },
+            "routing": {
+                "router": "cascade",
+                "light": "cheap",
+                "reasoning": "strong",
+                "options": {"cheap": "cheap", "strong": "strong"},
+            },
+        }
+    )
+    async with coop.Dispatcher(config, health_checks=False) as dispatcher:
+        request = coop.parse_chat_request(
+            {"model": "auto", "messages": [{"role": "user", "content": "What is 7 * 8?"}]}
+        )
+        target, decision = dispatcher.resolve(request)
+        assert target == "auto" and decision is not None
+        result = await dispatcher.complete(request)
+    # The simulated model answers deterministically, so its samples agree: no escalation.
+    assert result.model == "cheap" and "56" in result.text
+    assert any("kept the cheap answer" in r for r in result.route.reasons)
+    assert result.cost > 0

@@ -92,6 +92,8 @@ class Dispatcher:
         self.scheduler = CooperationScheduler(self.engine)
         router_cls = self.plugins.get("router", self.config.routing.router)
         self.router = router_cls(self.config.routing.options)
+        #: A router that also runs the request (``cascade``): cheap model first, then escalate.
+        self._cascades = callable(getattr(self.router, "run", None))
         self.policy = RoutingPolicy(
             self.config,
             self.router,
@@ -135,6 +137,8 @@ class Dispatcher:
         name = request.model
         if name == "auto":
             decision = self.route(request, max_cost=max_cost, max_latency=max_latency)
+            if self._cascades and decision.target_kind == "model":
+                return "auto", decision  # the cascade decides while it runs
             return decision.target, decision
         if name in self.config.models or name in self.config.cooperations:
             return name, None
@@ -152,6 +156,8 @@ class Dispatcher:
     ) -> DispatchResult:
         started = time.perf_counter()
         target, decision = self.resolve(request, max_cost=max_cost, max_latency=max_latency)
+        if target == "auto" and decision is not None:
+            return await self._cascade(request, decision, started)
         if target in self.config.cooperations:
             result = await self.scheduler.run(
                 self.config.cooperations[target], _messages_of(request), on_progress=on_progress
@@ -186,6 +192,53 @@ class Dispatcher:
             route=decision,
         )
 
+    async def _cascade(
+        self, request: ChatRequest, decision: RouteDecision, started: float
+    ) -> DispatchResult:
+        """Run a cascading router: the cheap model (sampled), the strong one if they disagree."""
+        routing = self.config.routing
+        options = routing.options
+        cheap = str(options.get("cheap") or routing.light or decision.target)
+        strong = options.get("strong")
+        if not strong:
+            strong = (
+                decision.target
+                if decision.target != cheap
+                else (routing.reasoning or decision.target)
+            )
+        for name in (cheap, strong):
+            if name not in self.config.models:
+                raise UnknownModelError(name, list(self.config.models))
+        usage_total = {"prompt_tokens": 0, "completion_tokens": 0}
+
+        async def complete(model: str, messages: list[dict[str, Any]]) -> tuple[str, float]:
+            result = await self.engine.chat(
+                attrs.evolve(request, model=model, stream=False), model=model
+            )
+            usage_total["prompt_tokens"] += result.usage.prompt_tokens or 0
+            usage_total["completion_tokens"] += result.usage.completion_tokens or 0
+            return result.text, result.cost
+
+        outcome = await self.router.run(
+            _messages_of(request),
+            complete=complete,
+            cheap=cheap,
+            strong=str(strong),
+            samples=int(options.get("samples", 2)),
+        )
+        decision.reasons.extend(outcome.reasons)
+        decision.target = outcome.model
+        usage = from_wire(Usage, {**usage_total, "total_tokens": sum(usage_total.values())})
+        return DispatchResult(
+            response=ChatResponse.build(outcome.model, outcome.text, usage=usage),
+            model=outcome.model,
+            deployment=None,
+            usage=usage,
+            cost=outcome.total_cost_usd,
+            latency=time.perf_counter() - started,
+            route=decision,
+        )
+
     async def stream(
         self,
         request: ChatRequest,
@@ -197,7 +250,7 @@ class Dispatcher:
     ) -> AsyncIterator[ChatChunk | Progress]:
         """Chunks of the answer; a cooperation sends :class:`Progress` notes, then its answer."""
         target, _ = self.resolve(request, max_cost=max_cost, max_latency=max_latency)
-        if target not in self.config.cooperations:
+        if target not in self.config.cooperations and target != "auto":
             async for chunk in self.engine.stream_chat(
                 request, model=target, on_start=on_start, on_finish=on_finish
             ):
@@ -254,7 +307,7 @@ class Dispatcher:
                     "id": ident,
                     "object": "chat.completion.chunk",
                     "created": int(time.time()),
-                    "model": target,
+                    "model": result.model,
                     "choices": [
                         {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
                     ],
@@ -267,7 +320,7 @@ class Dispatcher:
                     "id": ident,
                     "object": "chat.completion.chunk",
                     "created": int(time.time()),
-                    "model": target,
+                    "model": result.model,
                     "choices": [],
                     "usage": to_wire(result.usage),
                 },
