@@ -374,10 +374,12 @@ async def test_active_health_check_uses_the_model_list(up: FakeOpenAI) -> None:
 
 async def test_least_inflight_spreads_concurrent_load(up: FakeOpenAI, up2: FakeOpenAI) -> None:
     up.latency = up2.latency = 0.05
-    async with OpenAIEngine(config(up, up2), plugins=PLUGINS) as engine:
-        async with anyio.create_task_group() as tg:
-            for _ in range(20):
-                tg.start_soon(engine.chat, chat())
+    async with (
+        OpenAIEngine(config(up, up2), plugins=PLUGINS) as engine,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(20):
+            tg.start_soon(engine.chat, chat())
     assert up.request_count == up2.request_count == 10
 
 
