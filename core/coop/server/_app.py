@@ -675,37 +675,51 @@ def _completion_sse(chunk: ChatChunk) -> bytes | None:
 
 
 async def _guard_asyncio(receive: Receive, work: Awaitable[_T], timeout: float) -> _T:
-    """The guard on asyncio: one future watching ``receive()``, cancelling this task on a hang-up."""
+    """The guard on asyncio: a future watching ``receive()`` and a timer, either cancels this task.
+
+    A plain ``call_later`` rather than ``asyncio.timeout``: one object less per request,
+    and both causes of cancellation are told apart in the same place.
+    """
     task = asyncio.current_task()
     assert task is not None
-    gone = False
+    why: list[str] = []
+
+    def stop(reason: str) -> None:
+        if not why:
+            why.append(reason)
+            task.cancel()
 
     def on_message(future: asyncio.Future[Any]) -> None:
-        nonlocal gone
         if future.cancelled():
             return
         if future.exception() is None and future.result().get("type") != "http.disconnect":
             return
-        gone = True
-        task.cancel()
+        stop("gone")
 
     watcher = asyncio.ensure_future(receive())
     watcher.add_done_callback(on_message)
+    timer = task.get_loop().call_later(timeout, stop, "timeout")
     try:
-        async with asyncio.timeout(timeout):
-            result = await work
+        result = await work
     except asyncio.CancelledError:
-        if gone and task.uncancel() == 0:
-            raise ClientDisconnected() from None
+        if why and task.uncancel() == 0:
+            raise _stopped(why[0]) from None
         raise
     finally:
+        timer.cancel()
         if not watcher.done():
             watcher.remove_done_callback(on_message)
             watcher.cancel()
-    if gone:  # the hang-up landed just as the work finished: nobody is left to answer
+    if why:  # it landed just as the work finished: withdraw the cancellation, report the cause
         task.uncancel()
-        raise ClientDisconnected()
+        raise _stopped(why[0])
     return result
+
+
+def _stopped(reason: str) -> Exception:
+    if reason == "timeout":
+        return TimeoutError("request_timeout")
+    return ClientDisconnected()
 
 
 async def _guard_anyio(receive: Receive, work: Awaitable[_T], timeout: float) -> _T:
