@@ -37,6 +37,8 @@ HISTORY_WEIGHT = 0.3
 #: Cap of one task's score from one text, so repetition cannot buy a route.
 TASK_CAP = 14.0
 BODY_CAP = 4.0
+#: Weight of every question word after the strongest one.
+QA_STACK = 0.35
 #: Order used to break exact ties (the more specific task first).
 PRIORITY = (
     "code",
@@ -100,11 +102,16 @@ _ENUMERATION = re.compile(
 _SENTENCE_END = re.compile(r"[。！？!?]|\.(?:\s|$)")
 _TRAILING = " \t\n。！？!?.”\"'）)"
 #: Greedy ``.*`` backtracks from the end, so this finds the last sentence break fast.
+#: "'cheers' in German", “晚安”用日语 — a quoted phrase and a language.
+_QUOTED_LANGUAGE = re.compile(
+    r"['\"“‘][^'\"”’]{1,60}['\"”’]\s*(?:in|into|to)\s+(?:english|chinese|mandarin|cantonese|"
+    r"french|german|spanish|japanese|korean|italian|russian|portuguese|arabic)\b"
+)
 _LAST_BREAK = re.compile(r"(?s).*([。！？!?\n]|\.\s)")
 HEAD_WEIGHT = 1.6
 TAIL_WEIGHT = 1.4
 
-_INJECTION_HINTS = re.compile(r"model|rout|tier|llm|模型|路由|档位|规则", re.IGNORECASE)
+_INJECTION_HINTS = re.compile(r"model|rout|tier|llm|模型|路由|档位|规则")
 
 
 @dataclass(slots=True)
@@ -182,12 +189,22 @@ def _scan(
                     local[key] = (value, anchored)
     anchor: dict[str, float] = {}
     body: dict[str, float] = {}
+    questions: list[tuple[float, bool]] = []
     for (task, keyword), (value, anchored) in local.items():
-        bucket = anchor if anchored else body
-        bucket[task] = bucket.get(task, 0.0) + value
         found = hits.setdefault(task, [])
         if len(found) < 6 and keyword not in found:
             found.append(keyword)
+        if task == "qa":
+            questions.append((value, anchored))
+            continue
+        bucket = anchor if anchored else body
+        bucket[task] = bucket.get(task, 0.0) + value
+    # Question words stack up in any question (maths, puzzles, code): only the
+    # strongest counts in full, the others by QA_STACK.
+    questions.sort(reverse=True)
+    for rank, (value, anchored) in enumerate(questions):
+        bucket = anchor if anchored else body
+        bucket["qa"] = bucket.get("qa", 0.0) + (value if rank == 0 else value * QA_STACK)
     for task in anchor.keys() | body.keys():
         total = min(anchor.get(task, 0.0), TASK_CAP) + min(body.get(task, 0.0), BODY_CAP)
         scores[task] = scores.get(task, 0.0) + total * weight
@@ -243,7 +260,7 @@ def _bump(ev: Evidence, task: str, value: float, hit: str) -> None:
 
 
 def _strip_injection(text: str) -> tuple[str, bool]:
-    if not _INJECTION_HINTS.search(text):
+    if not _INJECTION_HINTS.search(text.lower()):
         return text, False
     cleaned, count = _INJECTION.subn(" ", text)
     return cleaned, bool(count)
@@ -310,13 +327,21 @@ def collect_evidence(messages: Any) -> Evidence:
     if ev.formulas and ev.code_syntax:  # "a + b" inside code is code, not algebra
         scores["math"] = scores.get("math", 0.0) - 2.5 * min(ev.formulas, 3)
 
+    quoted = _QUOTED_LANGUAGE.search(lower) if " in " in lower or " to " in lower else None
+    if quoted:
+        _bump(ev, "translation", 5.0, repr(quoted.group()[:40]))
     if "how many" in lower and _FERMI.search(lower):
         _bump(ev, "reasoning", 6.0, "estimation question")
 
-    # Chat is small talk: greetings inside a long task are not a chat.
+    # Chat is small talk: greetings inside a long task are not a chat, and a short
+    # remark with no task in it and no question ("终于周五了！") is one.
+    chars = len(main.strip())
     if "chat" in scores:
-        chars = len(main)
         scores["chat"] *= 1.0 if chars <= 25 else 0.5 if chars <= 60 else 0.1
+    if chars > 0 and "?" not in main and "？" not in main and not conv.main_attachments:
+        short = chars <= 16 if ev.language != "en" else len(main.split()) <= 7
+        if short and max((v for k, v in scores.items() if k != "chat"), default=0.0) < 2.5:
+            _bump(ev, "chat", 2.5, "short remark without a task")
     # Questions are the default: "what is X" with nothing else is qa.
     scores["qa"] = scores.get("qa", 0.0) + (2.0 if main.rstrip().endswith(("?", "？")) else 1.0)
     if conv.main_attachments and not main.strip():

@@ -65,7 +65,7 @@ def _content_text(content: Any, budget: int) -> tuple[str, int, int]:
     if content is None:
         return "", 0, 0
     if isinstance(content, str):
-        return content, len(content), 0
+        return window(content, budget, budget // 4), len(content), 0
     if isinstance(content, dict):  # a single part instead of a list
         content = [content]
     if not isinstance(content, list | tuple):
@@ -88,7 +88,7 @@ def _content_text(content: Any, budget: int) -> tuple[str, int, int]:
             continue
         total += len(text)
         if sum(len(t) for t in texts) < budget:
-            texts.append(text)
+            texts.append(window(text, budget, budget // 4))
     return "\n".join(texts), total, attachments
 
 
