@@ -46,18 +46,18 @@ class LinearModel:
 
     def scores(self, text_features: list[str], meta_features: list[str]) -> list[float]:
         """Raw per-label scores (features seen twice count once)."""
-        weights = self.weights
-        text = {f for f in text_features}
+        get = self.weights.get
+        text = set(text_features)
         total = list(self.bias)
-        rows = [row for f in text if (row := weights.get(f)) is not None]
+        rows = [row for row in map(get, text) if row is not None]
         if rows:
             scale = 1.0 / math.sqrt(len(text))
-            total = [
-                t + scale * sum(col) for t, col in zip(total, zip(*rows, strict=True), strict=True)
-            ]
-        rows = [row for f in set(meta_features) if (row := weights.get(f)) is not None]
+            columns = map(sum, zip(*rows, strict=True))
+            total = [t + scale * c for t, c in zip(total, columns, strict=True)]
+        rows = [row for row in map(get, set(meta_features)) if row is not None]
         if rows:
-            total = [t + sum(col) for t, col in zip(total, zip(*rows, strict=True), strict=True)]
+            columns = map(sum, zip(*rows, strict=True))
+            total = [t + c for t, c in zip(total, columns, strict=True)]
         return total
 
     def predict_proba(self, text_features: list[str], meta_features: list[str]) -> list[float]:
