@@ -998,6 +998,8 @@ class FakeUpstream:
         return self._slow_path(req, resp, parsed, fault)
 
     def _take_fault(self, model: str | None, path: str) -> Fault | None:
+        if not self._queue and not self._modes:
+            return None
         for i, rule in enumerate(self._queue):
             if rule.matches(model, path):
                 del self._queue[i]

@@ -88,14 +88,13 @@ def _usage(prompt: int, completion: int, reasoning: int) -> dict[str, Any]:
     }
 
 
-def _usage_json(u: dict[str, Any]) -> str:
-    """`_usage` as JSON, assembled by hand for speed (see `_chat`)."""
-    c = u["completion_tokens_details"]
+def _usage_json(prompt: int, completion: int, reasoning: int) -> str:
+    """`_usage(...)` as JSON, assembled by hand for speed (see `_chat`)."""
     return (
-        f'{{"prompt_tokens":{u["prompt_tokens"]},"completion_tokens":{u["completion_tokens"]},'
-        f'"total_tokens":{u["total_tokens"]},'
+        f'{{"prompt_tokens":{prompt},"completion_tokens":{completion},'
+        f'"total_tokens":{prompt + completion},'
         '"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
-        f'"completion_tokens_details":{{"reasoning_tokens":{c["reasoning_tokens"]},'
+        f'"completion_tokens_details":{{"reasoning_tokens":{reasoning},'
         '"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}'
     )
 
@@ -324,7 +323,6 @@ class FakeOpenAI(FakeUpstream):
             completion_tokens += reasoning_tokens
             for tc in tool_calls:
                 completion_tokens += count_tokens(tc.arguments_json) + 1
-        usage = _usage(prompt_tokens, completion_tokens, reasoning_tokens)
         cid = self.new_id("chatcmpl-")
         created = int(time.time())
         calls = [
@@ -339,6 +337,7 @@ class FakeOpenAI(FakeUpstream):
         if parsed.get("stream") is True:
             opts = parsed.get("stream_options")
             include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+            usage = _usage(prompt_tokens, completion_tokens, reasoning_tokens)
             events = self._chat_events(
                 cid, created, model, content, reasoning, calls, finish, usage, include_usage
             )
@@ -364,7 +363,8 @@ class FakeOpenAI(FakeUpstream):
         body = (
             f'{{"id":"{cid}","object":"chat.completion","created":{created},'
             f'"model":{_quote(model)},"choices":[{{"index":0,"message":{msg_json},'
-            f'"logprobs":null,"finish_reason":{_quote(finish)}}}],"usage":{_usage_json(usage)}}}'
+            f'"logprobs":null,"finish_reason":{_quote(finish)}}}],'
+            f'"usage":{_usage_json(prompt_tokens, completion_tokens, reasoning_tokens)}}}'
         )
         return JsonReply(200, body.encode(), headers)
 
