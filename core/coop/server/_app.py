@@ -69,7 +69,14 @@ _LEGACY_NEUTRAL: dict[str, object] = {"echo": False, "best_of": 1, "suffix": "",
 _SAFE_ID = re.compile(r"[\w.:@/+=-]{1,128}", re.ASCII)
 #: Request headers the gateway reads; collected in one pass over the header list.
 _WANTED = frozenset(
-    {b"x-request-id", b"authorization", b"x-api-key", b"x-coop-max-cost", b"x-coop-max-latency"}
+    {
+        b"x-request-id",
+        b"authorization",
+        b"x-api-key",
+        b"x-coop-max-cost",
+        b"x-coop-max-latency",
+        b"content-length",
+    }
 )
 
 Handler = Callable[[Scope, Receive, Send, "RequestContext"], Awaitable[None]]
@@ -327,8 +334,12 @@ class GatewayApp:
 
     # -- chat ---------------------------------------------------------------------
 
-    async def _request_json(self, receive: Receive) -> Any:
-        body = await read_body(receive, self.config.server.max_body_bytes)
+    async def _request_json(self, receive: Receive, ctx: RequestContext) -> Any:
+        limit = self.config.server.max_body_bytes
+        declared = ctx.headers.get(b"content-length", "")
+        if declared.isdigit() and int(declared) > limit:  # refused before a byte is read
+            raise HTTPError(413, f"request body exceeds {limit} bytes", code="request_too_large")
+        body = await read_body(receive, limit)
         if not body:
             raise HTTPError(
                 400, "request body is empty; expected a JSON object", code="invalid_json"
@@ -338,7 +349,7 @@ class GatewayApp:
     async def chat_completions(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
-        data = await self._request_json(receive)
+        data = await self._request_json(receive, ctx)
         max_cost, max_latency = _limits(ctx, data)
         request = parse_chat_request(data)
         assert self.dispatcher is not None
@@ -418,7 +429,7 @@ class GatewayApp:
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
         """The legacy prompt form, served by the chat path."""
-        data = await self._request_json(receive)
+        data = await self._request_json(receive, ctx)
         if not isinstance(data, dict):
             raise HTTPError(400, "request body must be a JSON object")
         prompt = data.pop("prompt", None)
@@ -508,7 +519,7 @@ class GatewayApp:
         await send_json(send, 200, {"object": "list", "data": data})
 
     async def route(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
-        data = await self._request_json(receive)
+        data = await self._request_json(receive, ctx)
         if (
             isinstance(data, dict)
             and "messages" not in data
@@ -526,7 +537,7 @@ class GatewayApp:
     async def cooperate(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
-        data = await self._request_json(receive)
+        data = await self._request_json(receive, ctx)
         if not isinstance(data, dict):
             raise HTTPError(400, "request body must be a JSON object")
         assert self.dispatcher is not None

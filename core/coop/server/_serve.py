@@ -123,7 +123,6 @@ def serve(
         http="httptools",
         log_level="warning" if level == "info" else level,
         access_log=False,  # coop writes its own, with model, deployment and request id
-        proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=int(server.shutdown_timeout) or None,
         lifespan="on",
