@@ -16,6 +16,7 @@ import os
 import tempfile
 import zlib
 from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ __all__ = ["FORMAT", "LinearModel"]
 #: File format identifier and version; bump the version when the layout changes.
 FORMAT = "coop-classifier"
 FORMAT_VERSION = 1
+
+_FIELD = 20
+_MASK = (1 << _FIELD) - 1
+_OFFSET = 128
+#: Features summed per group at most, so packed fields never carry (255 * 4096 < 2**20).
+_MAX_ROWS = 4096
 
 
 @dataclass
@@ -40,24 +47,65 @@ class LinearModel:
     #: Header: version, created, data hash, feature settings, training settings, metrics.
     info: dict[str, Any] = field(default_factory=dict)
 
+    #: Packed int8 weights (see :meth:`_pack`), built on first use.
+    _packed: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+    _scale: float = field(default=1.0, init=False, repr=False, compare=False)
+
     @property
     def version(self) -> str:
         return str(self.info.get("version", "unversioned"))
 
+    def quantised(self) -> tuple[float, dict[str, tuple[int, ...]]]:
+        """(scale, feature → int8 weights): what the model file stores and predictions use."""
+        peak = max((abs(w) for row in self.weights.values() for w in row), default=1.0) or 1.0
+        scale = peak / 127.0
+        return scale, {f: tuple(round(w / scale) for w in row) for f, row in self.weights.items()}
+
+    def _pack(self) -> dict[str, int]:
+        """Each feature's int8 weights as one Python int, one 20-bit field per label.
+
+        Why: summing a few hundred ints adds all labels at once in C (SWAR in a big
+        int), several times faster than summing columns of float tuples. Fields hold
+        ``w + 128`` (1..255), so up to 4096 features cannot carry into a neighbour.
+        """
+        scale, rows = self.quantised()
+        return self._set_packed(scale, rows.items())
+
+    def _set_packed(
+        self, scale: float, rows: Iterable[tuple[str, Sequence[int]]]
+    ) -> dict[str, int]:
+        packed = {}
+        for f, row in rows:
+            value = 0
+            for index, w in enumerate(row):
+                value |= (w + _OFFSET) << (_FIELD * index)
+            packed[f] = value
+        self._scale = scale
+        self._packed = packed
+        return packed
+
+    def _sums(self, packed_rows: list[int]) -> list[float]:
+        total = sum(packed_rows)
+        base = _OFFSET * len(packed_rows)
+        scale = self._scale
+        return [
+            (((total >> (_FIELD * index)) & _MASK) - base) * scale
+            for index in range(len(self.labels))
+        ]
+
     def scores(self, text_features: list[str], meta_features: list[str]) -> list[float]:
         """Raw per-label scores (features seen twice count once)."""
-        get = self.weights.get
+        packed = self._packed if self._packed is not None else self._pack()
+        get = packed.get
         text = set(text_features)
         total = list(self.bias)
-        rows = [row for row in map(get, text) if row is not None]
+        rows = [row for row in map(get, text) if row is not None][:_MAX_ROWS]
         if rows:
             scale = 1.0 / math.sqrt(len(text))
-            columns = map(sum, zip(*rows, strict=True))
-            total = [t + scale * c for t, c in zip(total, columns, strict=True)]
-        rows = [row for row in map(get, set(meta_features)) if row is not None]
+            total = [t + scale * c for t, c in zip(total, self._sums(rows), strict=True)]
+        rows = [row for row in map(get, set(meta_features)) if row is not None][:_MAX_ROWS]
         if rows:
-            columns = map(sum, zip(*rows, strict=True))
-            total = [t + c for t, c in zip(total, columns, strict=True)]
+            total = [t + c for t, c in zip(total, self._sums(rows), strict=True)]
         return total
 
     def predict_proba(self, text_features: list[str], meta_features: list[str]) -> list[float]:
@@ -69,11 +117,9 @@ class LinearModel:
     def to_dict(self, *, prune: float = 0.0) -> dict[str, Any]:
         """The JSON document: header, feature list, int8-quantised weights."""
         k = len(self.labels)
-        features = [f for f, row in self.weights.items() if max(abs(w) for w in row) > prune]
-        features.sort()
-        peak = max((abs(w) for f in features for w in self.weights[f]), default=1.0) or 1.0
-        scale = peak / 127.0
-        quantised = array("b", (round(w / scale) for f in features for w in self.weights[f]))
+        scale, rows = self.quantised()
+        features = sorted(f for f, row in self.weights.items() if max(map(abs, row)) > prune)
+        quantised = array("b", (w for f in features for w in rows[f]))
         packed = base64.b64encode(zlib.compress(quantised.tobytes(), 9)).decode("ascii")
         return {
             "format": FORMAT,
@@ -129,7 +175,10 @@ class LinearModel:
             "weights_shape",
         }
         info = {key: value for key, value in data.items() if key not in skip}
-        return cls(labels=labels, weights=weights, bias=bias, info=info)
+        model = cls(labels=labels, weights=weights, bias=bias, info=info)
+        # Predict from the stored int8 values themselves, not a re-quantisation.
+        model._set_packed(scale, ((f, values[i * k : (i + 1) * k]) for i, f in enumerate(features)))
+        return model
 
     def save(self, path: str | os.PathLike[str], *, prune: float = 0.0) -> Path:
         """Write the model as JSON (atomically: a crash never leaves half a file)."""
