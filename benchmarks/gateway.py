@@ -382,6 +382,128 @@ def measure(target: Target, connections: int, seconds: float, use_wrk: bool) -> 
     return Result(r["rps"], r["p50_ms"], r["p99_ms"], r["errors"])
 
 
+# -- in-process profile ------------------------------------------------------------------
+
+UPSTREAM_REPLY = (
+    b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini",'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":"echo: hello there",'
+    b'"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}'
+)
+
+
+def profile_in_process(count: int, top: int) -> None:
+    """Where coop's own CPU goes, sockets aside: microseconds per request by layer, then cProfile.
+
+    The upstream is a stub HTTP client returning a canned answer, and the ASGI app is called
+    directly, so the figures are coop's code only (no uvicorn, no aiohttp, no kernel).
+    """
+    import cProfile
+    import pstats
+
+    import uvloop
+    from coop import (
+        ChatResponse,
+        HTTPClient,
+        HTTPResponse,
+        SystemConfig,
+        from_wire,
+        parse_chat_request,
+        response_json,
+    )
+    from coop.server import create_app
+
+    class Reply(HTTPResponse):
+        status = 200
+        headers = {"content-type": "application/json"}  # noqa: RUF012
+
+        async def read(self) -> bytes:
+            return UPSTREAM_REPLY
+
+        def aiter_bytes(self) -> Any:
+            raise NotImplementedError
+
+        async def aclose(self) -> None:
+            pass
+
+    class Stub(HTTPClient):
+        async def request(self, *args: Any, **kw: Any) -> HTTPResponse:
+            return Reply()
+
+        async def aclose(self) -> None:
+            pass
+
+    body = json.dumps(BODY).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SystemConfig.load(coop_config(Path(tmp), "http://127.0.0.1:9/v1", 0))
+
+    async def run() -> None:
+        app = create_app(config, health_checks=False)
+        await app.startup()
+        assert app.dispatcher is not None
+        for provider in app.dispatcher.engine.providers.values():
+            provider.http = Stub()
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+                 "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1)}  # fmt: skip
+
+        async def send(message: Any) -> None:
+            pass
+
+        async def one() -> None:
+            given = False
+            never = asyncio.get_running_loop().create_future()
+
+            async def receive() -> dict[str, Any]:
+                nonlocal given
+                if not given:
+                    given = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                await never  # a client that stays: the hang-up watcher waits here
+                raise AssertionError
+
+            await app(scope, receive, send)
+            never.cancel()
+
+        async def per_request(fn: Any) -> float:
+            best = float("inf")
+            for _ in range(3):
+                began = time.perf_counter()
+                for _ in range(count):
+                    await fn()
+                best = min(best, (time.perf_counter() - began) / count * 1e6)
+            return best
+
+        request = parse_chat_request(json.loads(body))
+        reply = from_wire(ChatResponse, json.loads(UPSTREAM_REPLY))
+        dispatcher = app.dispatcher
+
+        async def engine_only() -> None:
+            await dispatcher.complete(request)
+
+        async def parse_only() -> None:
+            parse_chat_request(json.loads(body))
+
+        async def serialise_only() -> None:
+            response_json(reply)
+
+        full = await per_request(one)
+        engine = await per_request(engine_only)
+        print(f"whole request in-process  {full:7.1f} us")
+        print(f"  dispatcher + engine     {engine:7.1f} us")
+        print(f"  gateway (the rest)      {full - engine:7.1f} us")
+        print(f"    of which parse        {await per_request(parse_only):7.1f} us")
+        print(f"    of which serialise    {await per_request(serialise_only):7.1f} us")
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(count):
+            await one()
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+        await app.shutdown()
+
+    uvloop.run(run())
+
+
 # -- the run ----------------------------------------------------------------------------
 
 
@@ -425,7 +547,13 @@ def main(argv: list[str] | None = None) -> int:
         help="use the aiohttp load generator even if wrk is installed",
     )
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--profile", action="store_true", help="profile coop's request path in-process and stop"
+    )
     args = p.parse_args(argv)
+    if args.profile:
+        profile_in_process(5000, 25)
+        return 0
     if args.loadgen:
         print(json.dumps(asyncio.run(_loadgen(json.loads(args.loadgen)))))
         return 0
