@@ -108,6 +108,39 @@ def test_complex_analysis_goes_to_the_complex_tier(router: RulesRouter) -> None:
     assert any("depth" in r for r in a.reasons)
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "从政策、市场和技术三方面分析一下光伏行业未来三年的机会和风险",
+        "我们公司要不要自建物流？请从成本、效率、风险和长期战略几个维度分析",
+        "Evaluate moving to a single cloud vendor, considering cost, speed, lock-in and risk.",
+    ],
+)
+def test_multi_dimensional_analysis_is_complex(router: RulesRouter, prompt: str) -> None:
+    a = router.analyze(user(prompt))
+    assert (a.task_type, a.complexity, a.tier) == ("analysis", "complex", "complex"), a.reasons
+    assert a.signals["dimensions"] >= 3
+
+
+def test_short_remarks_are_chat(router: RulesRouter) -> None:
+    for prompt in (
+        "终于周五了！",
+        "下雨了，不想出门",
+        "finally weekend!!",
+        "my coffee went cold haha",
+    ):
+        a = router.analyze(user(prompt))
+        assert (a.task_type, a.tier) == ("chat", "light"), (prompt, a.reasons)
+    # A short request is still a request.
+    assert router.analyze(user("写一首诗")).task_type == "creative"
+    assert router.analyze(user("1+1=?")).task_type == "math"
+
+
+def test_quoted_phrase_and_a_language_is_translation(router: RulesRouter) -> None:
+    a = router.analyze(user("what's 'cheers' in german"))
+    assert a.task_type == "translation"
+
+
 def test_language_detection() -> None:
     assert detect_language("今天天气怎么样？") == "zh"
     assert detect_language("What is the weather like today?") == "en"

@@ -111,6 +111,36 @@ _LAST_BREAK = re.compile(r"(?s).*([。！？!?\n]|\.\s)")
 HEAD_WEIGHT = 1.6
 TAIL_WEIGHT = 1.4
 
+#: "从成本、效率、风险和长期战略几个维度", "三个方面"; the numeral when there is one.
+_ZH_DIMENSIONS = re.compile(
+    r"(?:[从就结合对]?[^。？！\n]{0,40}?[、，,和与及][^。？！\n]{0,20}?)?"
+    r"([两二三四五六七八九十几多]|\d)?个?(?:方面|维度|角度|层面|视角)"
+)
+_ZH_DIMENSION_WORD = re.compile(r"方面|维度|角度|层面|视角")
+_EN_DIMENSION_WORD = re.compile(
+    r"consider|across|in terms of|weigh|perspective|dimension|aspect|factor|affect|impact"
+)
+_ZH_NUMERALS = {
+    "两": 2,
+    "二": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+    "十": 10,
+    "几": 3,
+    "多": 3,
+}
+_ZH_LIST_SPLIT = re.compile(r"[、，,和与及]")
+#: "considering cost, speed and risk", "students, teachers, parents and businesses".
+_EN_DIMENSIONS = re.compile(
+    r"\b(?:consider(?:ing)?|across|in terms of|weigh(?:ing)?|from the perspectives? of|"
+    r"dimensions?|aspects?|factors?|affect|impact (?:on)?)\b[^.?!\n]{0,30}?"
+    r"\w+(?:, [\w -]{1,30}){1,6},? (?:and|or) [\w -]{1,30}"
+)
 _INJECTION_HINTS = re.compile(r"model|rout|tier|llm|模型|路由|档位|规则")
 
 
@@ -128,6 +158,8 @@ class Evidence:
     questions: int = 0
     depth: list[str] = field(default_factory=list)
     constraints: int = 0
+    #: Aspects the request names to cover ("从政策、市场和技术三方面", "cost, speed and risk").
+    dimensions: int = 0
     injection: bool = False
     language: str = "en"
     conversation: Conversation = field(default_factory=Conversation)
@@ -295,6 +327,7 @@ def collect_evidence(messages: Any) -> Evidence:
     ev.questions = main.count("?") + main.count("？")
     ev.depth = sorted(set(marks.get("_depth", ())))[:6]
     ev.constraints = len(set(marks.get("_constraint", ())))
+    ev.dimensions = _dimensions(main, lower)
 
     # Math: domain words ("equation", "概率") always count; quantity cues ("how
     # many", "多少元", units) only next to numbers, and then the numbers count too.
@@ -349,6 +382,20 @@ def collect_evidence(messages: Any) -> Evidence:
     return ev
 
 
+def _dimensions(main: str, lower: str) -> int:
+    """How many aspects a request asks to cover: "三个维度", "A、B和C方面", "X, Y and Z"."""
+    anchor = _ZH_DIMENSION_WORD.search(main)
+    m = _ZH_DIMENSIONS.search(main, max(0, anchor.start() - 64), anchor.end()) if anchor else None
+    if m:
+        count = _ZH_NUMERALS.get(m.group(1) or "", 0)
+        listed = len(_ZH_LIST_SPLIT.split(m.group(0)))
+        return max(count, listed, 2)
+    m = _EN_DIMENSIONS.search(lower) if ", " in lower and _EN_DIMENSION_WORD.search(lower) else None
+    if m:
+        return m.group(0).count(",") + 2 if "," in m.group(0) else 2
+    return 0
+
+
 def complexity_of(ev: Evidence, task: str) -> tuple[str, float, list[str]]:
     """``simple``/``medium``/``complex``, the points behind it and why."""
     conv = ev.conversation
@@ -373,6 +420,9 @@ def complexity_of(ev: Evidence, task: str) -> tuple[str, float, list[str]]:
     if ev.constraints:
         points += min(ev.constraints, 3) * 0.4
         why.append(f"{ev.constraints} constraints")
+    if ev.dimensions:
+        points += 1.25
+        why.append(f"{ev.dimensions} dimensions")
     if conv.user_turns >= 3:
         points += 0.5
         why.append(f"{conv.user_turns} user turns")
@@ -384,7 +434,10 @@ def complexity_of(ev: Evidence, task: str) -> tuple[str, float, list[str]]:
         points += 0.5
     elif task in ("chat", "translation", "classification"):
         points -= 0.5
-    level = "simple" if points < 1.0 else "medium" if points < 3.5 else "complex"
+    # Analysis asked along several dimensions, or with strategy/risk depth, is what
+    # a cooperation of models is for; other tasks need more to count as complex.
+    complex_at = 2.75 if task == "analysis" else 3.5
+    level = "simple" if points < 1.0 else "medium" if points < complex_at else "complex"
     return level, points, why
 
 
@@ -480,6 +533,7 @@ def analysis_from_evidence(
         "code_syntax": ev.code_syntax,
         "parts": max(ev.enumerations, ev.questions),
         "depth": ev.depth,
+        "dimensions": ev.dimensions,
         "complexity_points": round(points, 2),
         "chars": conv.main_chars,
         "attachments": conv.attachments,
