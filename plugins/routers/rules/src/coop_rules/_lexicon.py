@@ -157,6 +157,11 @@ def _trie(words: list[str], *, latin: bool) -> str:
 
 ZH: dict[str, list[Entry]] = _parse(_ZH_TABLE)
 _EN_ALL: dict[str, list[Entry]] = _parse(_EN_TABLE)
+# Keywords of the Chinese table that start with a Latin letter ("git", "go语言")
+# go to the Latin scanner: in the CJK trie they would be tried at every position
+# of English text.
+for _keyword in [k for k in ZH if k[0].isascii()]:
+    _EN_ALL.setdefault(_keyword.lower(), []).extend(ZH.pop(_keyword))
 #: Exact English keywords (spaces normalised) → entries.
 EN: dict[str, list[Entry]] = {k: v for k, v in _EN_ALL.items() if not k.endswith("*")}
 #: English stems (without the ``*``) → entries.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import product
 from typing import Any, ClassVar
 
 from coop import Analysis, Router
@@ -37,6 +38,9 @@ HISTORY_WEIGHT = 0.3
 #: Cap of one task's score from one text, so repetition cannot buy a route.
 TASK_CAP = 14.0
 BODY_CAP = 4.0
+#: Characters of a long text scanned for keywords: its head and its tail.
+SCAN_HEAD = 600
+SCAN_TAIL = 300
 #: Weight of every question word after the strongest one.
 QA_STACK = 0.35
 #: Order used to break exact ties (the more specific task first).
@@ -195,8 +199,19 @@ def _scan(
     local: dict[tuple[str, str], tuple[float, bool]] = {}
     lower = text.lower() if lower is None else lower
     passes = ((EN_RE, EN, lower),) if text.isascii() else ((ZH_RE, ZH, text), (EN_RE, EN, lower))
-    for regex, table, lowered in passes:
-        for m in regex.finditer(lowered):
+    length = len(text)
+    # Long texts: scan the head and the tail; the middle is pasted material whose
+    # evidence is capped anyway, and skipping it keeps the worst case bounded.
+    ranges = (
+        ((0, length),)
+        if length <= SCAN_HEAD + SCAN_TAIL
+        else (
+            (0, SCAN_HEAD),
+            (length - SCAN_TAIL, length),
+        )
+    )
+    for (regex, table, lowered), (start, stop) in product(passes, ranges):
+        for m in regex.finditer(lowered, start, stop):
             keyword = m.group()
             entries = table.get(keyword)
             if entries is None:
