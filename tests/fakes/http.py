@@ -538,11 +538,6 @@ class HTTPServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    def call(self, fn: Callable[[], Any]) -> None:
-        """Run `fn` on the server loop (thread-safe)."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(fn)
-
 
 # --------------------------------------------------------------------------- shared fake machinery
 
@@ -1170,7 +1165,7 @@ class FakeUpstream:
         return text, hit, False
 
     @staticmethod
-    def split_text(text: str, pieces: int = 0) -> list[str]:
+    def split_text(text: str) -> list[str]:
         """Split into word-sized pieces (whitespace kept) so a stream has several deltas."""
         out: list[str] = []
         start = 0
@@ -1183,9 +1178,6 @@ class FakeUpstream:
                 i += 1
             out.append(text[start:i])
             start = i
-        if pieces and len(out) > pieces:
-            step = -(-len(out) // pieces)
-            out = ["".join(out[i : i + step]) for i in range(0, len(out), step)]
         return out
 
     @staticmethod
