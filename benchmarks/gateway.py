@@ -275,13 +275,16 @@ def wrk(target: Target, connections: int, seconds: float) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", f.name,
+        run = subprocess.run(
+            ["wrk", "-t1", "--timeout", "10s", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", f.name,
              target.base_url + "/chat/completions"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True, text=True,
+        )  # fmt: skip
     finally:
         os.unlink(f.name)
+    out = run.stdout
+    if run.returncode != 0 or "Requests/sec" not in out:
+        raise RuntimeError(f"wrk against {target.name} failed: {(out + run.stderr).strip()[-500:]}")
 
     def latency(q: str) -> float:
         m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -595,7 +598,11 @@ def main(argv: list[str] | None = None) -> int:
             for rnd in range(args.rounds):
                 for connections in (1, 32):
                     for target in targets:
-                        r = measure(target, connections, args.seconds, use_wrk)
+                        try:
+                            r = measure(target, connections, args.seconds, use_wrk)
+                        except RuntimeError as exc:  # one bad run must not lose the others
+                            notes.append(f"round {rnd + 1}, {connections} connections: {exc}")
+                            continue
                         results.setdefault((target.name, connections), []).append(r)
                 print(f"round {rnd + 1}/{args.rounds} done", flush=True)
             coop = next(t for t in targets if t.name == "coop")

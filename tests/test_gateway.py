@@ -712,7 +712,9 @@ def test_bad_limits_and_legacy_fields(gw: Gateway) -> None:
 def test_unknown_paths_and_methods(gw: Gateway) -> None:
     with gw.http() as http:
         assert_error(http.get("/v1/nothing-here"), 404, code="not_found")
-        assert_error(http.get("/v1/chat/completions"), 405, code="method_not_allowed")
+        wrong = http.get("/v1/chat/completions")
+        assert_error(wrong, 405, code="method_not_allowed")
+        assert wrong.headers["allow"] == "POST"
         assert_error(http.delete("/v1/models"), 405, code="method_not_allowed")
     assert_serving(gw)
 

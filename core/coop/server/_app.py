@@ -262,8 +262,12 @@ class GatewayApp:
 
     def _no_route(self, method: str, path: str) -> NoReturn:
         if path in self._paths:
+            allowed = ", ".join(sorted(m for m, p in self._routes if p == path))
             raise HTTPError(
-                405, f"method {method} not allowed on {path}", code="method_not_allowed"
+                405,
+                f"method {method} not allowed on {path} (use {allowed})",
+                code="method_not_allowed",
+                headers=[(b"allow", allowed.encode())],
             )
         if path == "/dashboard":
             raise HTTPError(404, "the dashboard is not part of this build yet", code="not_found")
