@@ -6,8 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
-from coop import CooperationError, ValidationError
-from coop._plugins import load_plugins
+from coop import CooperationError, ValidationError, load_plugins
 from coop_cascade import CascadeResult, CascadeRouter, agreement, answer_key
 
 MESSAGES = [
@@ -57,7 +56,7 @@ async def test_agreeing_samples_keep_the_cheap_answer() -> None:
     assert isinstance(result, CascadeResult)
     assert result.model == "cheap" and not result.escalated
     assert result.agreement == 1.0
-    assert result.text.endswith("72.")
+    assert answer_key(result.text) == "number:72"  # either sample (call order varies)
     assert [c.model for c in result.calls] == ["cheap", "cheap"]
     assert [c.answer_key for c in result.calls] == ["number:72", "number:72"]
     assert result.total_cost_usd == pytest.approx(0.002)

@@ -30,6 +30,7 @@ from coop_classifier import (
     train,
     user_model_path,
 )
+from coop_rules import LEXICON_SHA256
 
 EXTRA = Path(__file__).resolve().parents[1] / "training" / "extra.jsonl"
 
@@ -79,6 +80,8 @@ def test_shipped_model_is_small_and_versioned() -> None:
     assert set(data["labels"]) == set(TASK_TYPES)
     cv = data["metrics"]["dev_cv5"]
     assert cv["task_accuracy"] >= 0.8 and cv["reasoning_f1"] >= 0.93
+    # The meta features are the rules' scores: retrain whenever the rules tables change.
+    assert data["feature_settings"]["rules_lexicon_sha256"] == LEXICON_SHA256
 
 
 EXAMPLES = [

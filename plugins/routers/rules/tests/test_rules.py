@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from coop import Analysis
-from coop._plugins import load_plugins
-from coop._route_eval import evaluate_routing, load_rows
-from coop._routing import COMPLEXITIES, TASK_TYPES, TIERS
+from coop import COMPLEXITIES, TASK_TYPES, TIERS, Analysis, evaluate_routing, load_plugins
 from coop_rules import RulesRouter, collect_evidence, detect_language, read_conversation
 
 
@@ -303,7 +301,8 @@ def dev_set() -> Path:
 
 
 def test_dev_set_targets(router: RulesRouter) -> None:
-    report = evaluate_routing(router, load_rows(dev_set()))
+    lines = dev_set().read_text(encoding="utf-8").splitlines()
+    report = evaluate_routing(router, [json.loads(line) for line in lines if line.strip()])
     assert report.errors == []
     assert report.reasoning_f1 >= 0.93, report.format()
     assert report.task_accuracy >= 0.80, report.format()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from coop import Analysis, ConfigError, Router
-from coop_rules import REASONING_TASKS, analysis_from_evidence, collect_evidence
+from coop_rules import LEXICON_SHA256, REASONING_TASKS, analysis_from_evidence, collect_evidence
 
 from ._features import featurize_evidence
 from ._model import LinearModel
@@ -134,8 +134,11 @@ class ClassifierRouter(Router):
         )
         if self._model_error:
             analysis.reasons.append(self._model_error)
+        trained_on = model.info.get("feature_settings", {}).get("rules_lexicon_sha256")
         analysis.signals["classifier"] = {
             "model": model.version,
+            # False: the rules tables changed since training; retraining may help.
+            "rules_match": trained_on == LEXICON_SHA256,
             "probabilities": {label: round(p, 4) for label, p in ranked[:5]},
             "p_reasoning": round(p_reasoning, 4),
         }

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from coop import TASK_TYPES, ValidationError, evaluate_routing
+from coop_rules import LEXICON_SHA256
 
 from ._features import FEATURE_SETTINGS, featurize
 from ._model import LinearModel, softmax
@@ -154,10 +155,12 @@ def train(
         if progress:
             progress(f"epoch {epoch + 1}/{cfg['epochs']}: loss {loss / n:.4f}")
 
+    now = datetime.now(UTC)
     info = {
-        "version": f"{datetime.now(UTC):%Y.%m.%d}-{data_hash(rows)[:8]}",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "feature_settings": FEATURE_SETTINGS,
+        "version": f"{now:%Y.%m.%d-%H%M}-{data_hash(rows)[:8]}",
+        "created": now.isoformat(timespec="seconds"),
+        # The meta features are the rules' scores: record which tables produced them.
+        "feature_settings": {**FEATURE_SETTINGS, "rules_lexicon_sha256": LEXICON_SHA256},
         "training": {
             "rows": n,
             "per_type": counts,

@@ -13,6 +13,7 @@ from typing import Any
 
 from coop.hookspecs import hookimpl
 
+from ._lexicon import LEXICON_SHA256
 from ._router import (
     REASONING_TASKS,
     Evidence,
@@ -25,6 +26,7 @@ from ._router import (
 from ._text import Conversation, detect_language, read_conversation
 
 __all__ = [
+    "LEXICON_SHA256",
     "REASONING_TASKS",
     "Conversation",
     "Evidence",

@@ -9,9 +9,10 @@ a wrong route is fixed by editing one line.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-__all__ = ["EN", "EN_RE", "EN_STEMS", "ZH", "ZH_RE", "Entry"]
+__all__ = ["EN", "EN_RE", "EN_STEMS", "LEXICON_SHA256", "ZH", "ZH_RE", "Entry"]
 
 #: (task, weight)
 Entry = tuple[str, float]
@@ -169,3 +170,6 @@ EN_STEMS: dict[str, list[Entry]] = {k[:-1]: v for k, v in _EN_ALL.items() if k.e
 
 ZH_RE = re.compile(_trie(sorted(ZH), latin=False))
 EN_RE = re.compile(_trie(sorted(_EN_ALL), latin=True))
+
+#: Fingerprint of the tables: a model trained on the rules' scores records it.
+LEXICON_SHA256 = hashlib.sha256((_ZH_TABLE + _EN_TABLE).encode("utf-8")).hexdigest()
