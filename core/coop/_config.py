@@ -364,7 +364,7 @@ def embedded_default() -> dict[str, Any]:
             },
         },
         "routing": {
-            "router": "rules",
+            "router": "classifier",
             "light": "sim-light",
             "reasoning": "sim-reasoning",
             "complex": "council",

@@ -62,7 +62,7 @@ price = { input = 3.0, output = 12.0 }
 
 # model = "auto" asks the router; each tier names a model or a cooperation.
 [routing]
-router = "rules"
+router = "classifier"           # trained model (best on unseen prompts); "rules" is the fastest
 light = "sim-light"
 reasoning = "sim-reasoning"
 complex = "council"

@@ -37,6 +37,9 @@ class RoutingPolicy:
         self.router = router
         self._healthy = healthy or (lambda name: True)
         self._latency_of = latency_of or (lambda name: None)
+        # One throw-away decision loads whatever the router loads lazily (a model
+        # file), so the first real request is not the one that pays for it.
+        router.analyze([{"role": "user", "content": "warm up"}])
 
     def _tier_models(self, tier: str) -> list[str]:
         return [name for name, model in self.config.models.items() if model.tier == tier]

@@ -84,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit(2 if isinstance(exc, USAGE_ERRORS) else 1)
     except KeyboardInterrupt:
         return _exit(130)
+    except BrokenPipeError:  # `coop ... | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _exit(0)
     except Exception as exc:
         if debug:
             raise

@@ -18,7 +18,6 @@ from ._route_cmds import eval_app
 
 def register(app: App) -> None:
     app.command(cooperate)
-    eval_app.command(eval_cooperation, name="cooperation")
 
 
 def _split(models: str) -> list[str]:
@@ -214,3 +213,6 @@ def eval_cooperation(
     else:
         print(report.format())
     return 0
+
+
+eval_app.command(eval_cooperation, name="cooperation")  # once, at import

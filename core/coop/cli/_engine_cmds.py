@@ -13,13 +13,12 @@ from cyclopts import App, Parameter
 from .._engine import InferenceRequest, OpenAIEngine
 from .._errors import CoopError
 from ._common import Common, emit_json, load, table
+from ._config_cmds import config_app
 
 
 def register(app: App) -> None:
     app.command(ask)
     app.command(models)
-    config_app = app["config"]
-    config_app.command(test, name="test")
 
 
 def ask(
@@ -220,3 +219,6 @@ def test(
         )
     failed = any(not r["list_models"]["ok"] or r["chat"]["ok"] is False for r in rows)
     return 1 if failed else 0
+
+
+config_app.command(test, name="test")  # once, at import: build_app may run twice
