@@ -8,15 +8,17 @@ protocol. That keeps balancing, retries and key rotation in one place (the engin
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from ._http import Timeouts
+from ._errors import UpstreamProtocolError
+from ._http import HTTPClient, HTTPResponse, Timeouts
+from ._upstream import error_from_payload, error_from_response
 
 if TYPE_CHECKING:
-    from ._http import HTTPClient
     from ._wire import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = ["ModelInfo", "Preset", "Provider", "ProviderCall"]
@@ -92,6 +94,113 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def stream(self, request: ChatRequest, call: ProviderCall) -> AsyncIterator[ChatChunk]:
         """Send one streaming chat request; yield OpenAI-shaped chunks as they arrive."""
+
+    # -- plumbing shared by HTTP providers -------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The endpoint's ``base_url``, else the preset's (no trailing slash)."""
+        url = getattr(self.endpoint, "base_url", None) or (
+            self.preset.base_url if self.preset else ""
+        )
+        if not url:
+            from ._errors import ConfigError
+
+            raise ConfigError(
+                "no base_url (set it for this endpoint)",
+                key=f"endpoints.{getattr(self.endpoint, 'name', '?')}.base_url",
+            )
+        return str(url).rstrip("/")
+
+    def headers(self, call: ProviderCall) -> dict[str, str]:
+        """Request headers: JSON, the endpoint's ``headers`` and the call's extras.
+
+        Subclasses add their credentials (``authorization``, ``x-api-key``...).
+        """
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        headers.update(getattr(self.endpoint, "headers", None) or {})
+        headers.update(call.extra_headers)
+        return headers
+
+    def deployment_label(self, call: ProviderCall) -> str:
+        """``endpoint/upstream-model``, as errors and /status name a deployment."""
+        return f"{getattr(self.endpoint, 'name', self.name)}/{call.model}"
+
+    def protocol_error(
+        self, message: str, call: ProviderCall, status: int | None, body: bytes | str
+    ) -> UpstreamProtocolError:
+        """The error for an answer that is not the protocol (garbage, a cut stream)."""
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        return UpstreamProtocolError(
+            message,
+            status=status,
+            body=text,
+            provider=self.name,
+            deployment=self.deployment_label(call),
+        )
+
+    def is_error_payload(self, data: Any) -> bool:
+        """Whether a 2xx JSON body is an error (OpenAI's and Anthropic's shapes)."""
+        return isinstance(data, Mapping) and (
+            ("error" in data and "choices" not in data) or data.get("type") == "error"
+        )
+
+    async def send_json(
+        self,
+        method: str,
+        path: str,
+        call: ProviderCall,
+        body: Any = None,
+        *,
+        accept: str = "application/json",
+    ) -> HTTPResponse:
+        """Send ``body`` as JSON to ``base_url + path``; an HTTP error becomes a typed error."""
+        assert self.http is not None, "the engine hands every provider its HTTP client"
+        headers = self.headers(call)
+        headers["accept"] = accept
+        content = None
+        if body is not None:
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        response = await self.http.request(
+            method, self.base_url + path, headers=headers, content=content, timeouts=call.timeouts
+        )
+        if response.status >= 400:
+            raw = await response.read()
+            raise error_from_response(
+                response.status,
+                raw,
+                response.headers,
+                provider=self.name,
+                deployment=self.deployment_label(call),
+            )
+        return response
+
+    async def read_json(self, response: HTTPResponse, call: ProviderCall) -> Any:
+        """The body as JSON: wrong content type, garbage and error payloads raise typed errors."""
+        raw = await response.read()
+        ctype = response.headers.get("content-type", "")
+        if "json" not in ctype:
+            raise self.protocol_error(
+                f"expected JSON, got content type {ctype or 'none'!r}",
+                call,
+                response.status,
+                raw[:500],
+            )
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise self.protocol_error(
+                "upstream sent malformed JSON", call, response.status, raw[:500]
+            ) from None
+        if self.is_error_payload(data):
+            raise error_from_payload(
+                response.status,
+                data,
+                body=raw[:500].decode("utf-8", "replace"),
+                provider=self.name,
+                deployment=self.deployment_label(call),
+            )
+        return data
 
     async def list_models(self, call: ProviderCall) -> list[str]:
         """Upstream model ids; also the cheap active health check."""

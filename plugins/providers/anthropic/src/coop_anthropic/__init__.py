@@ -43,7 +43,6 @@ from coop import (
     ValidationError,
     aiter_sse,
     error_from_payload,
-    error_from_response,
     hookimpl,
     to_wire,
 )
@@ -546,11 +545,6 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     preset = PRESET
 
-    @property
-    def base_url(self) -> str:
-        url = getattr(self.endpoint, "base_url", None) or PRESET.base_url
-        return str(url).rstrip("/")
-
     def _default_max_tokens(self) -> int:
         options = getattr(self.endpoint, "options", None) or {}
         value = options.get("max_tokens", DEFAULT_MAX_TOKENS)
@@ -562,27 +556,11 @@ class AnthropicProvider(Provider):
         return value
 
     def headers(self, call: ProviderCall) -> dict[str, str]:
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "anthropic-version": ANTHROPIC_VERSION,
-        }
+        headers = super().headers(call)
+        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
         if call.api_key:
-            headers["x-api-key"] = call.api_key
-        headers.update(getattr(self.endpoint, "headers", None) or {})
-        headers.update(call.extra_headers)
+            headers.setdefault("x-api-key", call.api_key)
         return headers
-
-    def _deployment(self, call: ProviderCall) -> str:
-        return f"{getattr(self.endpoint, 'name', self.name)}/{call.model}"
-
-    def _protocol_error(
-        self, message: str, call: ProviderCall, status: int | None, body: bytes | str
-    ) -> UpstreamProtocolError:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        return UpstreamProtocolError(
-            message, status=status, body=text, provider=self.name, deployment=self._deployment(call)
-        )
 
     def prepare_body(
         self, request: ChatRequest, call: ProviderCall, *, stream: bool
@@ -593,63 +571,14 @@ class AnthropicProvider(Provider):
             body["stream"] = True
         return body
 
-    async def _send(
-        self, method: str, path: str, call: ProviderCall, body: dict[str, Any] | None, accept: str
-    ) -> HTTPResponse:
-        assert self.http is not None, "the engine hands every provider its HTTP client"
-        headers = self.headers(call)
-        headers["accept"] = accept
-        content = None
-        if body is not None:
-            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        response = await self.http.request(
-            method, self.base_url + path, headers=headers, content=content, timeouts=call.timeouts
-        )
-        if response.status >= 400:
-            raw = await response.read()
-            raise error_from_response(
-                response.status,
-                raw,
-                response.headers,
-                provider=self.name,
-                deployment=self._deployment(call),
-            )
-        return response
-
-    async def _read_json(self, response: HTTPResponse, call: ProviderCall) -> Any:
-        raw = await response.read()
-        ctype = response.headers.get("content-type", "")
-        if "json" not in ctype:
-            raise self._protocol_error(
-                f"expected JSON, got content type {ctype or 'none'!r}",
-                call,
-                response.status,
-                raw[:500],
-            )
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise self._protocol_error(
-                "upstream sent malformed JSON", call, response.status, raw[:500]
-            ) from None
-        if isinstance(data, Mapping) and data.get("type") == "error":
-            raise error_from_payload(
-                response.status,
-                data,
-                body=raw[:500].decode("utf-8", "replace"),
-                provider=self.name,
-                deployment=self._deployment(call),
-            )
-        return data
-
     async def chat(self, request: ChatRequest, call: ProviderCall) -> ChatResponse:
         body = self.prepare_body(request, call, stream=False)
-        response = await self._send("POST", "/messages", call, body, "application/json")
-        data = await self._read_json(response, call)
+        response = await self.send_json("POST", "/messages", call, body)
+        data = await self.read_json(response, call)
         try:
             return from_anthropic(data)
         except (ValidationError, AttributeError, TypeError) as exc:
-            raise self._protocol_error(
+            raise self.protocol_error(
                 f"upstream response is not a message: {exc}",
                 call,
                 response.status,
@@ -658,19 +587,19 @@ class AnthropicProvider(Provider):
 
     async def stream(self, request: ChatRequest, call: ProviderCall) -> AsyncIterator[ChatChunk]:
         body = self.prepare_body(request, call, stream=True)
-        response = await self._send("POST", "/messages", call, body, "text/event-stream")
+        response = await self.send_json("POST", "/messages", call, body, accept="text/event-stream")
         try:
             ctype = response.headers.get("content-type", "")
             if "event-stream" not in ctype:
                 raw = await response.read()
-                raise self._protocol_error(
+                raise self.protocol_error(
                     f"expected an event stream, got content type {ctype or 'none'!r}",
                     call,
                     response.status,
                     raw[:500],
                 )
             translator = StreamTranslator(
-                call.model, provider=self.name, deployment=self._deployment(call)
+                call.model, provider=self.name, deployment=self.deployment_label(call)
             )
             async for event in self._events(response, call):
                 if not event.data:
@@ -678,11 +607,11 @@ class AnthropicProvider(Provider):
                 try:
                     data = json.loads(event.data)
                 except ValueError:
-                    raise self._protocol_error(
+                    raise self.protocol_error(
                         "malformed JSON in stream", call, response.status, event.data[:500]
                     ) from None
                 if not isinstance(data, Mapping):
-                    raise self._protocol_error(
+                    raise self.protocol_error(
                         "stream event is not an object", call, response.status, event.data[:500]
                     )
                 if "type" not in data and event.event != "message":
@@ -690,14 +619,14 @@ class AnthropicProvider(Provider):
                 try:
                     chunks = translator.feed(data, event.data[:500])
                 except (AttributeError, TypeError, ValueError) as exc:
-                    raise self._protocol_error(
+                    raise self.protocol_error(
                         f"unexpected stream event: {exc}", call, response.status, event.data[:500]
                     ) from None
                 for chunk in chunks:
                     yield chunk
                 if translator.finished:
                     return
-            raise self._protocol_error(
+            raise self.protocol_error(
                 "stream ended before message_stop (connection cut)", call, response.status, ""
             )
         finally:
@@ -709,7 +638,7 @@ class AnthropicProvider(Provider):
             async for event in aiter_sse(response.aiter_bytes()):
                 yield event
         except UpstreamConnectionError as exc:
-            raise self._protocol_error(
+            raise self.protocol_error(
                 f"stream ended before message_stop (connection cut: {exc})",
                 call,
                 response.status,
@@ -717,12 +646,12 @@ class AnthropicProvider(Provider):
             ) from exc
 
     async def list_models(self, call: ProviderCall) -> list[str]:
-        response = await self._send("GET", "/models?limit=1000", call, None, "application/json")
-        data = await self._read_json(response, call)
+        response = await self.send_json("GET", "/models?limit=1000", call)
+        data = await self.read_json(response, call)
         try:
             return [str(item["id"]) for item in data["data"]]
         except (KeyError, TypeError):
-            raise self._protocol_error(
+            raise self.protocol_error(
                 "upstream /models is not a model list",
                 call,
                 response.status,
