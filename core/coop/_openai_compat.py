@@ -12,15 +12,12 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ._errors import UpstreamConnectionError, ValidationError
-from ._http import HTTPResponse
+from ._errors import ValidationError
 from ._providers import Provider, ProviderCall
-from ._sse import aiter_sse
 from ._upstream import error_from_payload
 from ._wire import ChatChunk, ChatRequest, ChatResponse, from_wire, to_wire
 
 __all__ = ["OpenAICompatibleProvider"]
-
 
 
 class OpenAICompatibleProvider(Provider):
@@ -91,7 +88,7 @@ class OpenAICompatibleProvider(Provider):
                     raw[:500],
                 )
             finished = False
-            async for event in self._events(response, call):
+            async for event in self.sse_events(response, call):
                 data = event.data
                 if not data:
                     continue
@@ -129,16 +126,6 @@ class OpenAICompatibleProvider(Provider):
                 )
         finally:
             await response.aclose()
-
-    async def _events(self, response: HTTPResponse, call: ProviderCall) -> AsyncIterator[Any]:
-        """SSE events; a connection cut mid-stream is reported as the cut stream it is."""
-        try:
-            async for event in aiter_sse(response.aiter_bytes()):
-                yield event
-        except UpstreamConnectionError as exc:
-            raise self.protocol_error(
-                f"stream ended before [DONE] (connection cut: {exc})", call, response.status, ""
-            ) from exc
 
     async def list_models(self, call: ProviderCall) -> list[str]:
         response = await self.send_json("GET", "/models", call)

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from ._errors import UpstreamProtocolError
+from ._errors import UpstreamConnectionError, UpstreamProtocolError
 from ._http import HTTPClient, HTTPResponse, Timeouts
+from ._sse import SSEEvent, aiter_sse
 from ._upstream import error_from_payload, error_from_response
 
 if TYPE_CHECKING:
@@ -201,6 +202,19 @@ class Provider(abc.ABC):
                 deployment=self.deployment_label(call),
             )
         return data
+
+    async def sse_events(
+        self, response: HTTPResponse, call: ProviderCall, *, end: str = "[DONE]"
+    ) -> AsyncIterator[SSEEvent]:
+        """The body's server-sent events; a connection cut mid-stream is reported as
+        the cut stream it is (an :class:`UpstreamProtocolError` naming ``end``)."""
+        try:
+            async for event in aiter_sse(response.aiter_bytes()):
+                yield event
+        except UpstreamConnectionError as exc:
+            raise self.protocol_error(
+                f"stream ended before {end} (connection cut: {exc})", call, response.status, ""
+            ) from exc
 
     async def list_models(self, call: ProviderCall) -> list[str]:
         """Upstream model ids; also the cheap active health check."""

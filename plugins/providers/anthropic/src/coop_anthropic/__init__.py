@@ -32,16 +32,13 @@ from coop import (
     ChatRequest,
     ChatResponse,
     ConfigError,
-    HTTPResponse,
     ModelInfo,
     Preset,
     Provider,
     ProviderCall,
-    UpstreamConnectionError,
     UpstreamProtocolError,
     Usage,
     ValidationError,
-    aiter_sse,
     error_from_payload,
     hookimpl,
     to_wire,
@@ -601,7 +598,7 @@ class AnthropicProvider(Provider):
             translator = StreamTranslator(
                 call.model, provider=self.name, deployment=self.deployment_label(call)
             )
-            async for event in self._events(response, call):
+            async for event in self.sse_events(response, call, end="message_stop"):
                 if not event.data:
                     continue
                 try:
@@ -631,19 +628,6 @@ class AnthropicProvider(Provider):
             )
         finally:
             await response.aclose()
-
-    async def _events(self, response: HTTPResponse, call: ProviderCall) -> AsyncIterator[Any]:
-        """SSE events; a connection cut mid-stream is reported as the cut stream it is."""
-        try:
-            async for event in aiter_sse(response.aiter_bytes()):
-                yield event
-        except UpstreamConnectionError as exc:
-            raise self.protocol_error(
-                f"stream ended before message_stop (connection cut: {exc})",
-                call,
-                response.status,
-                "",
-            ) from exc
 
     async def list_models(self, call: ProviderCall) -> list[str]:
         response = await self.send_json("GET", "/models?limit=1000", call)
