@@ -259,6 +259,9 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int = 0
+    requests: int = 0
+    #: The server processes' CPU time per request: steadier than req/s on a shared machine.
+    cpu_us: float = float("nan")
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -294,7 +297,8 @@ def wrk(target: Target, connections: int, seconds: float) -> Result:
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = int(bad.group(1)) if bad else 0
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return Result(rps, latency("50"), latency("99"), errors)
+    done = re.search(r"(\d+) requests in", out)
+    return Result(rps, latency("50"), latency("99"), errors, int(done.group(1)) if done else 0)
 
 
 async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
@@ -378,11 +382,30 @@ def loadgen(
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants (LiteLLM runs workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return total
+
+
 def measure(target: Target, connections: int, seconds: float, use_wrk: bool) -> Result:
+    before = cpu_seconds(target.pid) if target.pid else None
     if use_wrk:
-        return wrk(target, connections, seconds)
-    r = loadgen(target, connections, seconds=seconds)
-    return Result(r["rps"], r["p50_ms"], r["p99_ms"], r["errors"])
+        result = wrk(target, connections, seconds)
+    else:
+        r = loadgen(target, connections, seconds=seconds)
+        result = Result(r["rps"], r["p50_ms"], r["p99_ms"], r["errors"], r["requests"])
+    if before is not None and target.pid and result.requests:
+        result.cpu_us = (cpu_seconds(target.pid) - before) / result.requests * 1e6
+    return result
 
 
 # -- in-process profile ------------------------------------------------------------------
@@ -624,22 +647,37 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in dict.fromkeys(n for n, _ in results):
         for c in (1, 32):
+            if (name, c) not in results:
+                continue
             errs = sum(r.errors for r in results[(name, c)])
             rows.append(
-                (name, c, med(name, c, "rps"), med(name, c, "p50_ms"), med(name, c, "p99_ms"), errs)
+                (
+                    name,
+                    c,
+                    med(name, c, "rps"),
+                    med(name, c, "p50_ms"),
+                    med(name, c, "p99_ms"),
+                    med(name, c, "cpu_us"),
+                    errs,
+                )
             )
     print()
-    print("| target | connections | req/s | p50 ms | p99 ms | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, c, rps, p50, p99, errs in rows:
-        print(f"| {name} | {c} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {errs} |")
+    print("| target | connections | req/s | p50 ms | p99 ms | server CPU µs/request | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, c, rps, p50, p99, cpu, errs in rows:
+        shown = "-" if cpu != cpu else f"{cpu:,.0f}"  # NaN: the fake upstream's is not tracked
+        print(f"| {name} | {c} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {shown} | {errs} |")
     figures: dict[str, Any] = {
         "date": f"{started:%Y-%m-%d %H:%M} UTC",
         "machine": about,
         "load_generator": "wrk" if use_wrk else "aiohttp",
         "rows": [
             dict(
-                zip(("target", "connections", "rps", "p50_ms", "p99_ms", "errors"), r, strict=True)
+                zip(
+                    ("target", "connections", "rps", "p50_ms", "p99_ms", "cpu_us", "errors"),
+                    r,
+                    strict=True,
+                )
             )
             for r in rows
         ],
@@ -649,6 +687,14 @@ def main(argv: list[str] | None = None) -> int:
     checks.append(("coop adds at p50, 1 connection", f"{added_p50:.2f} ms", added_p50 <= 1.0))
     vs_bare = med("coop", 32, "rps") / med("bare aiohttp proxy", 32, "rps")
     checks.append(("coop / bare proxy req/s, 32 connections", f"{vs_bare:.0%}", vs_bare >= 0.5))
+    cpu_ratio = med("bare aiohttp proxy", 32, "cpu_us") / med("coop", 32, "cpu_us")
+    checks.append(
+        (
+            "bare proxy / coop CPU per request, 32 connections (req/s on an idle machine)",
+            f"{cpu_ratio:.0%}",
+            cpu_ratio >= 0.5,
+        )
+    )
     if ("LiteLLM proxy", 32) in results:
         vs_litellm = med("coop", 32, "rps") / med("LiteLLM proxy", 32, "rps")
         checks.append(
