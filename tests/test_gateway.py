@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import coop
 import httpx
@@ -272,7 +272,8 @@ async def test_async_sdk_chat_and_stream(gw: Gateway) -> None:
             stream=True,
             stream_options={"include_usage": True},
         )
-        pieces, usage = [], None
+        pieces: list[str] = []
+        usage: Any = None
         async for chunk in stream:
             pieces.extend(c.delta.content or "" for c in chunk.choices)
             usage = chunk.usage or usage
@@ -282,12 +283,11 @@ async def test_async_sdk_chat_and_stream(gw: Gateway) -> None:
 
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_stream_with_the_sdk(gw: Gateway, include_usage: bool) -> None:
-    options = {"stream_options": {"include_usage": True}} if include_usage else {}
     stream = gw.client().chat.completions.create(
         model="m",
         messages=[{"role": "user", "content": "one two three"}],
         stream=True,
-        **options,  # type: ignore[arg-type]
+        stream_options={"include_usage": True} if include_usage else openai.omit,
     )
     chunks = list(stream)
     text = "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices)
@@ -398,7 +398,7 @@ def test_legacy_completions(gw: Gateway) -> None:
 def test_unknown_fields_are_passed_through_to_the_upstream(gw: Gateway, up: FakeOpenAI) -> None:
     gw.client().chat.completions.create(
         model="m",
-        messages=[{"role": "user", "content": "hi", "x_message_note": [1, None]}],
+        messages=[cast(Any, {"role": "user", "content": "hi", "x_message_note": [1, None]})],
         extra_body={"top_k": 3, "x_vendor": {"mode": "turbo"}, "coop": {"max_cost": 1}},
     )
     sent = up.last_request.json

@@ -23,8 +23,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar, cast
 
 import anyio
 import attrs
@@ -404,7 +404,8 @@ class GatewayApp:
                 ]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
 
-        stream = self.dispatcher.stream(request, on_start=on_start)
+        # an async generator: closing it closes the upstream response on every exit path
+        stream = cast(AsyncGenerator[Any, None], self.dispatcher.stream(request, on_start=on_start))
         try:
             async for item in stream:
                 if isinstance(item, Progress):
