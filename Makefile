@@ -30,6 +30,9 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/cooperation.py
+	$(BIN)/python benchmarks/routing.py
+	$(BIN)/python benchmarks/gateway.py
 
 clean:
 	rm -rf $(VENV)

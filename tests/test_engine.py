@@ -172,7 +172,7 @@ async def test_revoked_key_is_skipped(up: FakeOpenAI) -> None:
         for _ in range(5):
             await engine.chat(chat())
         keys = engine.models["m"].deployments[0].keys
-        assert keys.keys[0].revoked and not keys.keys[1].revoked
+        assert keys.revoked(keys.keys[0]) and not keys.revoked(keys.keys[1])
     used = [r.headers["authorization"] for r in up.requests]
     assert used.count("Bearer k1") == 1  # tried once, then out of rotation
     assert used.count("Bearer k2") == 5
@@ -404,3 +404,18 @@ async def test_concurrency_cap_is_respected(up: FakeOpenAI) -> None:
             for _ in range(6):
                 tg.start_soon(engine.chat, chat())
     assert up.request_count == 6 and peak <= 2
+
+
+async def test_a_rejected_key_is_tried_again_later(up: FakeOpenAI) -> None:
+    up.revoke_key("k1")
+    async with OpenAIEngine(
+        config(up, keys=["k1"]), plugins=PLUGINS, retry=RetryPolicy(max_attempts=1)
+    ) as engine:
+        with pytest.raises(coop.AuthenticationError):
+            await engine.chat(chat())
+        pool = engine.models["m"].deployments[0].keys
+        pool.revoke_for = 0.0  # as if the revocation period had passed
+        pool.keys[0].revoked_until = 0.0
+        up.add_key("k1")  # an operator fixed the key upstream
+        result = await engine.chat(chat())
+    assert result.text == "echo: hello"

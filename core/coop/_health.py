@@ -52,7 +52,9 @@ _SICK = (
 class KeyState:
     value: str = attrs.field(repr=False)
     index: int
-    revoked: bool = False
+    #: Until when a key answered with 401/403 stays out of rotation (then one
+    #: request re-checks it: keys get fixed, and a one-key endpoint must recover).
+    revoked_until: float = 0.0
     cooldown_until: float = 0.0
     error: str | None = None
 
@@ -65,10 +67,16 @@ class KeyState:
 class KeyPool:
     """An endpoint's API keys, rotated round-robin among the usable ones."""
 
+    #: Seconds a rejected key stays out of rotation before it is tried again.
+    revoke_for = 300.0
+
     def __init__(self, keys: list[str], *, clock: Clock = time.monotonic) -> None:
         self.keys = [KeyState(value=k, index=i) for i, k in enumerate(keys)]
         self._cycle = itertools.count()
         self._clock = clock
+
+    def revoked(self, key: KeyState) -> bool:
+        return key.revoked_until > self._clock()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -82,13 +90,15 @@ class KeyPool:
         if not self.keys:
             return None
         now = self._clock()
-        usable = [k for k in self.keys if not k.revoked and k.cooldown_until <= now]
+        usable = [k for k in self.keys if k.revoked_until <= now and k.cooldown_until <= now]
         if usable:
             return usable[next(self._cycle) % len(usable)]
-        live = [k for k in self.keys if not k.revoked]
+        live = [k for k in self.keys if k.revoked_until <= now]
         if not live:
+            back = min(k.revoked_until for k in self.keys) - now
             raise AuthenticationError(
-                f"every API key of this endpoint was rejected ({', '.join(k.error or '?' for k in self.keys)})",
+                f"every API key of this endpoint was rejected ({', '.join(k.error or '?' for k in self.keys)}); "
+                f"the first is tried again in {back:.0f}s",
                 status=401,
             )
         wait = min(k.cooldown_until for k in live) - now
@@ -97,7 +107,8 @@ class KeyPool:
         )
 
     def earliest_ready(self) -> float:
-        live = [k.cooldown_until for k in self.keys if not k.revoked]
+        now = self._clock()
+        live = [k.cooldown_until for k in self.keys if k.revoked_until <= now]
         return min(live) if live else float("inf")
 
     def record(
@@ -106,7 +117,7 @@ class KeyPool:
         if key is None:
             return
         if isinstance(error, AuthenticationError):
-            key.revoked = True
+            key.revoked_until = self._clock() + self.revoke_for
             key.error = f"{error.status or 'auth'}"
         elif isinstance(error, RateLimitError):
             wait = error.retry_after if error.retry_after is not None else default_cooldown
@@ -117,7 +128,7 @@ class KeyPool:
         return [
             {
                 "key": k.label,
-                "revoked": k.revoked,
+                "revoked": k.revoked_until > now,
                 "cooling_for": round(max(0.0, k.cooldown_until - now), 3),
             }
             for k in self.keys
