@@ -34,5 +34,8 @@ bench: install
 	$(BIN)/python benchmarks/routing.py
 	$(BIN)/python benchmarks/gateway.py
 
+docs: install
+	$(BIN)/python -m pytest -q tests/test_docs.py
+
 clean:
 	rm -rf $(VENV)
