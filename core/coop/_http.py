@@ -78,11 +78,11 @@ class HTTPClient(abc.ABC):
 
 
 class _AiohttpResponse(HTTPResponse):
-    def __init__(self, response: Any, read_timeout: float) -> None:
+    def __init__(self, response: Any) -> None:
         self._response = response
         self.status = response.status
-        self.headers = {k.lower(): v for k, v in response.headers.items()}
-        self._read_timeout = read_timeout
+        # aiohttp's headers are already case-insensitive: no per-response copy.
+        self.headers = response.headers
 
     async def read(self) -> bytes:
         try:
@@ -125,6 +125,7 @@ class AiohttpClient(HTTPClient):
         connector = aiohttp.TCPConnector(
             limit=max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
         )
+        self._timeouts: dict[Timeouts, Any] = {}
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
         )
@@ -138,16 +139,18 @@ class AiohttpClient(HTTPClient):
         content: bytes | None = None,
         timeouts: Timeouts = Timeouts(),
     ) -> HTTPResponse:
-        timeout = self._aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
+        timeout = self._timeouts.get(timeouts)
+        if timeout is None:  # one ClientTimeout per distinct setting, not per request
+            timeout = self._timeouts[timeouts] = self._aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+            )
         try:
             response = await self._session.request(
-                method, url, headers=dict(headers or {}), data=content, timeout=timeout
+                method, url, headers=headers, data=content, timeout=timeout
             )
         except Exception as exc:
             raise _aiohttp_error(exc) from exc
-        return _AiohttpResponse(response, timeouts.read)
+        return _AiohttpResponse(response)
 
     async def aclose(self) -> None:
         await self._session.close()
