@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import run_coop
 from coop import (
     ChatChunk,
     ConfigError,
@@ -173,15 +171,15 @@ async def test_error_mapping(upstream: FakeOpenAI) -> None:
 
 
 def test_preset_feeds_coop_config_preset(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("COOP_CONFIG", "CUSTOM_API_KEY")}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / ".xdg")
-    result = subprocess.run(
-        [sys.executable, "-m", "coop", "config", "preset", "--name", "custom", "--api-key", "k"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_coop(
+        tmp_path,
+        "config",
+        "preset",
+        "--name",
+        "custom",
+        "--api-key",
+        "k",
+        unset=("CUSTOM_API_KEY",),
     )
     assert result.returncode == 0, result.stderr
     config = SystemConfig.load(tmp_path / "coop.toml")
