@@ -8,8 +8,7 @@ plugin can subclass it the same way).
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ._errors import ValidationError
@@ -78,15 +77,6 @@ class OpenAICompatibleProvider(Provider):
             "POST", "/chat/completions", call, body, accept="text/event-stream"
         )
         try:
-            ctype = response.headers.get("content-type", "")
-            if "event-stream" not in ctype:
-                raw = await response.read()
-                raise self.protocol_error(
-                    f"expected an event stream, got content type {ctype or 'none'!r}",
-                    call,
-                    response.status,
-                    raw[:500],
-                )
             finished = False
             async for event in self.sse_events(response, call):
                 data = event.data
@@ -94,13 +84,8 @@ class OpenAICompatibleProvider(Provider):
                     continue
                 if data.strip() == "[DONE]":
                     return
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    raise self.protocol_error(
-                        "malformed JSON in stream", call, response.status, data[:500]
-                    ) from None
-                if isinstance(payload, Mapping) and "error" in payload and "choices" not in payload:
+                payload = self.event_json(event, call, response.status)
+                if self.is_error_payload(payload):
                     raise error_from_payload(
                         None,
                         payload,

@@ -206,8 +206,17 @@ class Provider(abc.ABC):
     async def sse_events(
         self, response: HTTPResponse, call: ProviderCall, *, end: str = "[DONE]"
     ) -> AsyncIterator[SSEEvent]:
-        """The body's server-sent events; a connection cut mid-stream is reported as
-        the cut stream it is (an :class:`UpstreamProtocolError` naming ``end``)."""
+        """The body's server-sent events. A body that is not an event stream, and a
+        connection cut mid-stream, are :class:`UpstreamProtocolError` (naming ``end``)."""
+        ctype = response.headers.get("content-type", "")
+        if "event-stream" not in ctype:
+            raw = await response.read()
+            raise self.protocol_error(
+                f"expected an event stream, got content type {ctype or 'none'!r}",
+                call,
+                response.status,
+                raw[:500],
+            )
         try:
             async for event in aiter_sse(response.aiter_bytes()):
                 yield event
@@ -215,6 +224,15 @@ class Provider(abc.ABC):
             raise self.protocol_error(
                 f"stream ended before {end} (connection cut: {exc})", call, response.status, ""
             ) from exc
+
+    def event_json(self, event: SSEEvent, call: ProviderCall, status: int) -> Any:
+        """An event's ``data`` as JSON; garbage is an :class:`UpstreamProtocolError`."""
+        try:
+            return json.loads(event.data)
+        except ValueError:
+            raise self.protocol_error(
+                "malformed JSON in stream", call, status, event.data[:500]
+            ) from None
 
     async def list_models(self, call: ProviderCall) -> list[str]:
         """Upstream model ids; also the cheap active health check."""

@@ -586,27 +586,13 @@ class AnthropicProvider(Provider):
         body = self.prepare_body(request, call, stream=True)
         response = await self.send_json("POST", "/messages", call, body, accept="text/event-stream")
         try:
-            ctype = response.headers.get("content-type", "")
-            if "event-stream" not in ctype:
-                raw = await response.read()
-                raise self.protocol_error(
-                    f"expected an event stream, got content type {ctype or 'none'!r}",
-                    call,
-                    response.status,
-                    raw[:500],
-                )
             translator = StreamTranslator(
                 call.model, provider=self.name, deployment=self.deployment_label(call)
             )
             async for event in self.sse_events(response, call, end="message_stop"):
                 if not event.data:
                     continue
-                try:
-                    data = json.loads(event.data)
-                except ValueError:
-                    raise self.protocol_error(
-                        "malformed JSON in stream", call, response.status, event.data[:500]
-                    ) from None
+                data = self.event_json(event, call, response.status)
                 if not isinstance(data, Mapping):
                     raise self.protocol_error(
                         "stream event is not an object", call, response.status, event.data[:500]
