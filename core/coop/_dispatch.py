@@ -292,39 +292,12 @@ class Dispatcher:
         if "error" in outcome:
             raise outcome["error"]
         result: DispatchResult = outcome["result"]
-        ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        include_usage = bool(
-            request.stream_options and _get(request.stream_options, "include_usage")
-        )
-        for delta, finish in (
-            ({"role": "assistant", "content": ""}, None),
-            ({"content": result.text}, None),
-            ({}, "stop"),
-        ):
-            yield from_wire(
-                ChatChunk,
-                {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": result.model,
-                    "choices": [
-                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                    ],
-                },
-            )
-        if include_usage:
-            yield from_wire(
-                ChatChunk,
-                {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": result.model,
-                    "choices": [],
-                    "usage": to_wire(result.usage),
-                },
-            )
+        ident, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), result.model
+        yield ChatChunk.build(model, "", id=ident, created=created, role="assistant")
+        yield ChatChunk.build(model, result.text, id=ident, created=created)
+        yield ChatChunk.build(model, id=ident, created=created, finish_reason="stop")
+        if request.stream_options and _get(request.stream_options, "include_usage"):
+            yield ChatChunk.build(model, id=ident, created=created, usage=result.usage)
         if on_finish is not None:
             on_finish(result.usage, result.cost)
 
