@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -185,6 +186,9 @@ class OpenAIEngine:
         self._task_group: Any = None
         self._initialized = False
         self._rng = random.Random()
+        self._plans: dict[str, tuple[list[_Model], float]] = {}
+        self._timeouts_cache: dict[str, Timeouts] = {}
+        self._deadline: Callable[[float], AbstractAsyncContextManager[Any]] = _FailAfter
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -194,6 +198,7 @@ class OpenAIEngine:
             return
         if self.plugins is None:
             self.plugins = load_plugins(disabled=self.config.plugins.disabled)
+        self._deadline = deadline_for(sniffio.current_async_library())
         self.http = open_http_client(backend=self._http_backend)
         pools: dict[str, KeyPool] = {}
         try:
@@ -257,6 +262,7 @@ class OpenAIEngine:
             await self.http.aclose()
             self.http = None
         self._initialized = False
+        self._plans.clear()
 
     async def __aenter__(self) -> OpenAIEngine:
         await self.initialize()
@@ -298,12 +304,15 @@ class OpenAIEngine:
         return pool
 
     def _timeouts(self, endpoint: str) -> Timeouts:
-        config = self.config.endpoints[endpoint]
-        return Timeouts(
-            connect=config.connect_timeout,
-            read=config.read_timeout or config.timeout,
-            total=config.timeout,
-        )
+        timeouts = self._timeouts_cache.get(endpoint)
+        if timeouts is None:
+            config = self.config.endpoints[endpoint]
+            timeouts = self._timeouts_cache[endpoint] = Timeouts(
+                connect=config.connect_timeout,
+                read=config.read_timeout or config.timeout,
+                total=config.timeout,
+            )
+        return timeouts
 
     def deployment_snapshot(self) -> dict[str, list[dict[str, Any]]]:
         return {
@@ -318,15 +327,29 @@ class OpenAIEngine:
 
     # -- the retry / failover loop ------------------------------------------------
 
-    def _chain(self, name: str) -> list[str]:
-        chain = [name]
-        for fallback in self._model(name).config.fallbacks:
-            if fallback not in chain:
-                chain.append(fallback)
-        return chain
+    def _plan(self, name: str) -> tuple[list[_Model], float]:
+        """The models to try (``name``, then its fallbacks) and the request's time budget.
+
+        Made once per model: the configuration does not change while the engine runs.
+        """
+        plan = self._plans.get(name)
+        if plan is None:
+            chain = [self._model(name)]
+            for fallback in chain[0].config.fallbacks:
+                model = self._model(fallback)
+                if model not in chain:
+                    chain.append(model)
+            budget = max(
+                self.config.endpoints[d.endpoint].timeout for m in chain for d in m.deployments
+            )
+            plan = self._plans[name] = (chain, budget)
+        return plan
 
     async def _acquire(self, model: _Model, tried: set[int], deadline: float) -> DeploymentState:
         """An available deployment, waiting (within the budget) for a cooling one."""
+        deployments = model.deployments
+        if len(deployments) == 1 and not tried and deployments[0].available():
+            return deployments[0]  # the common case, without the lists below
         while True:
             fresh = [d for d in model.deployments if d.available() and id(d) not in tried]
             candidates = fresh or [d for d in model.deployments if d.available()]
@@ -357,19 +380,19 @@ class OpenAIEngine:
             )
         return delay
 
-    async def _run(self, request: ChatRequest, name: str, runner: Any) -> Any:
-        """Run ``runner(deployment, call)`` with retries and failover; return its result."""
-        chain = self._chain(name)
-        budget = max(
-            self.config.endpoints[d.endpoint].timeout
-            for m in chain
-            for d in self._model(m).deployments
-        )
+    async def _run(
+        self, name: str, runner: Any
+    ) -> tuple[Any, DeploymentState, int, list[BaseException]]:
+        """Run ``runner(deployment, call)`` with retries and failover.
+
+        Returns its result, the deployment that gave it, the attempts made and the
+        errors met on the way.
+        """
+        chain, budget = self._plan(name)
         deadline = time.monotonic() + budget + self.retry.max_wait
         errors: list[BaseException] = []
         attempt = 0
-        for position, model_name in enumerate(chain):
-            model = self._model(model_name)
+        for position, model in enumerate(chain):
             tried: set[int] = set()
             has_fallback = position + 1 < len(chain)
             while attempt < self.retry.max_attempts:
@@ -405,7 +428,7 @@ class OpenAIEngine:
                 probe = deployment.begin()
                 started = time.perf_counter()
                 try:
-                    result = await runner(model, deployment, call, started)
+                    result = await runner(deployment, call)
                 except UpstreamError as exc:
                     latency = time.perf_counter() - started
                     exc.deployment = exc.deployment or deployment.id
@@ -437,7 +460,7 @@ class OpenAIEngine:
                 finally:
                     deployment.end(probe)
                 deployment.record_success(time.perf_counter() - started)
-                return result, attempt, errors
+                return result, deployment, attempt, errors
         last = errors[-1] if errors else None
         if isinstance(last, ContextWindowExceededError) or (
             last is not None
@@ -460,14 +483,12 @@ class OpenAIEngine:
         name = model or request.model
         started_all = time.perf_counter()
 
-        async def runner(
-            m: _Model, deployment: DeploymentState, call: ProviderCall, started: float
-        ) -> ChatResponse:
-            async with deadline(call.timeouts.total):
-                return await deployment.provider.chat(request, call)
+        async def runner(deployment: DeploymentState, call: ProviderCall) -> ChatResponse:
+            async with self._deadline(call.timeouts.total):
+                return await deployment.provider.chat(request, call)  # type: ignore[no-any-return]
 
         try:
-            (response, used), attempts, errors = await self._run_with_model(request, name, runner)
+            response, used, attempts, errors = await self._run(name, runner)
         except CoopError as exc:
             self.metrics.record(
                 name,
@@ -507,16 +528,6 @@ class OpenAIEngine:
             errors=[str(e) for e in errors],
         )
 
-    async def _run_with_model(self, request: ChatRequest, name: str, runner: Any) -> Any:
-        """Like :meth:`_run` but also returns the deployment that answered."""
-
-        async def wrapped(
-            m: _Model, deployment: DeploymentState, call: ProviderCall, started: float
-        ) -> Any:
-            return await runner(m, deployment, call, started), deployment
-
-        return await self._run(request, name, wrapped)
-
     async def stream_chat(
         self,
         request: ChatRequest,
@@ -540,18 +551,14 @@ class OpenAIEngine:
             and _get(request.stream_options, "include_usage")
         )
 
-        async def runner(
-            m: _Model, deployment: DeploymentState, call: ProviderCall, started: float
-        ) -> Any:
+        async def runner(deployment: DeploymentState, call: ProviderCall) -> Any:
             iterator = deployment.provider.stream(request, call).__aiter__()
-            async with deadline(call.timeouts.total):
+            async with self._deadline(call.timeouts.total):
                 first = await iterator.__anext__()
             return iterator, first
 
         try:
-            ((iterator, first), used), _attempts, _errors = await self._run_with_model(
-                request, name, runner
-            )
+            (iterator, first), used, _attempts, _errors = await self._run(name, runner)
         except StopAsyncIteration:
             raise UpstreamError("upstream stream was empty") from None
         except CoopError as exc:
@@ -713,19 +720,33 @@ class OpenAIEngine:
                 continue
 
 
-@contextlib.asynccontextmanager
-async def deadline(seconds: float) -> AsyncIterator[None]:
-    """Raise :class:`TimeoutError` after ``seconds``: anyio's ``fail_after``, or on
-    asyncio the native ``asyncio.timeout``, which costs a fraction as much on the
-    request path (anyio's cancel scope measured ~55 µs per request)."""
-    if sniffio.current_async_library() == "asyncio":
+def deadline_for(library: str) -> Callable[[float], AbstractAsyncContextManager[Any]]:
+    """The cheapest "raise :class:`TimeoutError` after ``seconds``" on ``library``.
+
+    On asyncio that is the native ``asyncio.timeout``: a fraction of the cost of anyio's
+    cancel scope on the request path (measured ~55 µs per request). Elsewhere it is
+    anyio's ``fail_after``.
+    """
+    if library == "asyncio":
         import asyncio
 
-        async with asyncio.timeout(seconds):
-            yield
-    else:
-        with anyio.fail_after(seconds):
-            yield
+        return asyncio.timeout
+    return _FailAfter
+
+
+class _FailAfter:
+    """anyio's ``fail_after`` as an async context manager, like ``asyncio.timeout``."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, seconds: float) -> None:
+        self._scope = anyio.fail_after(seconds)
+
+    async def __aenter__(self) -> None:
+        self._scope.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        return self._scope.__exit__(*exc)
 
 
 def _get(obj: Any, key: str) -> Any:
