@@ -200,3 +200,18 @@ def test_sigterm_drains_the_request_in_flight_then_exits_0(serve: Any, tmp_path:
     assert all(r["path"] in ("/health", "/v1/chat/completions") for r in records)
     assert len(records) == 2, "one line per request"
     assert "sk-gw-sigterm-key" not in err and "sk-upstream" not in err
+
+
+def test_tune_gc_freezes_start_up_objects_and_collects_the_young_generation_less_often() -> None:
+    import gc
+
+    from coop.server._serve import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (10_000, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
