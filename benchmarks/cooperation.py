@@ -5,12 +5,19 @@ Five logical models on a fake upstream (its own process) that answers after
 as long as its slowest model, not the sum; ``--concurrent`` (200) cooperations at
 once should keep that ratio. Target from the issue: wall / slowest <= 1.1.
 
+Side by side, the same shape without coop: groups of five raw aiohttp POSTs to the
+same upstream, with the same ratio (the group's wall time over its slowest call).
+That is the floor any Python client on this machine stands on: when it is above
+the target, the target measures the machine, not coop.
+
     python benchmarks/cooperation.py [--latency-ms 200] [--concurrent 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import time
 
 import anyio
@@ -93,6 +100,34 @@ async def run(base_url: str, concurrent: int) -> None:
         )
 
 
+async def floor(base_url: str, concurrent: int) -> list[float]:
+    """wall/slowest for ``concurrent`` groups of five plain aiohttp calls at once."""
+    import aiohttp
+
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is 6 * 7?"}]}
+    ).encode()
+    headers = {"content-type": "application/json", "authorization": "Bearer k"}
+    connector = aiohttp.TCPConnector(limit=1000)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def call() -> float:
+            started = time.perf_counter()
+            async with session.post(
+                f"{base_url}/chat/completions", data=body, headers=headers
+            ) as response:
+                json.loads(await response.read())
+            return time.perf_counter() - started
+
+        async def group() -> float:
+            started = time.perf_counter()
+            latencies = await asyncio.gather(*(call() for _ in MODELS))
+            return (time.perf_counter() - started) / max(latencies)
+
+        await asyncio.gather(*(group() for _ in range(concurrent)))  # open the connections
+        return list(await asyncio.gather(*(group() for _ in range(concurrent))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=200.0)
@@ -100,6 +135,11 @@ def main() -> None:
     args = parser.parse_args()
     with fake_upstream(latency_ms=args.latency_ms) as base_url:
         anyio.run(run, base_url, args.concurrent)
+        ratios = asyncio.run(floor(base_url, args.concurrent))
+        print(
+            f"the floor: {args.concurrent} groups of {len(MODELS)} plain aiohttp calls at once: "
+            f"wall/slowest p50 {percentile(ratios, 0.5):.3f}, p99 {percentile(ratios, 0.99):.3f}"
+        )
 
 
 if __name__ == "__main__":
