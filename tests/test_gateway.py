@@ -496,6 +496,54 @@ def test_upstream_errors_map_to_the_sdk_exception_for_their_status(
         assert_serving(gw)
 
 
+COMPLETE_ANSWER = (
+    b'{"id": "chatcmpl-up1", "object": "chat.completion", "created": 1700000000,\n'
+    b' "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_up",\n'
+    b' "choices": [{"index": 0, "message": {"role": "assistant", "content": "caf\\u00e9 \xe2\x98\x95",'
+    b' "refusal": null, "annotations": []}, "logprobs": null, "finish_reason": "stop"}],\n'
+    b' "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},'
+    b' "x_vendor": {"cached": true}}'
+)
+
+
+def test_a_complete_upstream_answer_is_sent_byte_for_byte() -> None:
+    """Nothing for coop to fill in: the client gets the upstream's bytes, spacing and
+    escapes and vendor fields included, and the SDK and the schema accept them."""
+    with FakeOpenAI() as up, serve_in_thread(gateway_config(up), retry=ONE_SHOT) as gw:
+        up.queue_fault(Fault.status(200, COMPLETE_ANSWER))
+        with gw.http() as http:
+            response = http.post("/v1/chat/completions", json=chat_body("hi"))
+        assert response.status_code == 200
+        assert response.content == COMPLETE_ANSWER
+        assert response.headers["x-coop-model"] == "m"
+        validate("CreateChatCompletionResponse", response.json())
+        assert response.json()["choices"][0]["message"]["content"] == "café ☕"
+        assert_serving(gw)
+
+
+def test_an_incomplete_upstream_answer_is_completed_to_openais_schema() -> None:
+    """An upstream that leaves out ``refusal``, ``logprobs`` and ``id`` and sends a null
+    ``finish_reason`` is not passed through: coop writes the fields OpenAI requires."""
+    sparse = {
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "local-llama",
+        "choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": None}],
+    }
+    with FakeOpenAI() as up, serve_in_thread(gateway_config(up), retry=ONE_SHOT) as gw:
+        up.queue_fault(Fault.status(200, sparse))
+        with gw.http() as http:
+            response = http.post("/v1/chat/completions", json=chat_body("hi"))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        validate("CreateChatCompletionResponse", body)
+        choice = body["choices"][0]
+        assert choice["finish_reason"] == "stop" and choice["logprobs"] is None
+        assert choice["index"] == 0 and choice["message"]["refusal"] is None
+        assert body["id"].startswith("chatcmpl-") and body["model"] == "local-llama"
+        assert_serving(gw)
+
+
 def test_upstream_rate_limit_passes_retry_after_on() -> None:
     with FakeOpenAI() as up, serve_in_thread(gateway_config(up), retry=ONE_SHOT) as gw:
         up.queue_fault(Fault.rate_limited(retry_after=7))

@@ -60,16 +60,66 @@ class OpenAICompatibleProvider(Provider):
     def parse_chunk(self, data: Any) -> ChatChunk:
         return from_wire(ChatChunk, data)
 
+    def verbatim(self, data: Any) -> bool:
+        """Whether clients may be sent the upstream's body exactly as it came.
+
+        Yes when :meth:`parse_response` is this class's own (an override may change
+        the answer, so a subclass that overrides it says for itself) and the body is
+        :meth:`complete`. Skipping the re-serialisation saves about 7% of the gateway's
+        CPU per request (docs/performance.md).
+        """
+        return type(self).parse_response is OpenAICompatibleProvider.parse_response and (
+            self.complete(data)
+        )
+
+    @staticmethod
+    def complete(data: Any) -> bool:
+        """Whether a chat completion body already has every field coop would fill in.
+
+        coop's output always has ``id``, ``object``, ``created``, ``model``; each choice's
+        ``index``, ``finish_reason`` (never null) and ``logprobs``; each message's
+        ``content`` (a string or null) and ``refusal``; usage's three counts. Tool calls
+        are normalised field by field, so a message with them is never complete here.
+        """
+        if not (
+            "id" in data
+            and data.get("object") == "chat.completion"
+            and "created" in data
+            and "model" in data
+        ):
+            return False
+        for choice in data.get("choices") or ():
+            message = choice.get("message")
+            if (
+                "index" not in choice
+                or choice.get("finish_reason") is None
+                or "logprobs" not in choice
+                or not isinstance(message, dict)
+                or not isinstance(message.get("content", 0), str | None)
+                or "refusal" not in message
+                or "tool_calls" in message
+                or "function_call" in message
+            ):
+                return False
+        usage = data.get("usage")
+        return usage is None or (
+            "prompt_tokens" in usage and "completion_tokens" in usage and "total_tokens" in usage
+        )
+
     async def chat(self, request: ChatRequest, call: ProviderCall) -> ChatResponse:
         body = self.prepare_body(request, call, stream=False)
         response = await self.send_json("POST", "/chat/completions", call, body)
-        data = await self.read_json(response, call)
+        raw = await response.read()
+        data = self.decode_json(raw, response, call)
         try:
-            return self.parse_response(data)
+            parsed = self.parse_response(data)
         except ValidationError as exc:
             raise self.protocol_error(
                 f"upstream response is not a chat completion: {exc}", call, response.status, ""
             ) from None
+        if self.verbatim(data):
+            parsed.source = raw
+        return parsed
 
     async def stream(self, request: ChatRequest, call: ProviderCall) -> AsyncIterator[ChatChunk]:
         body = self.prepare_body(request, call, stream=True)

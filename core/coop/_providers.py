@@ -178,7 +178,11 @@ class Provider(abc.ABC):
 
     async def read_json(self, response: HTTPResponse, call: ProviderCall) -> Any:
         """The body as JSON: wrong content type, garbage and error payloads raise typed errors."""
-        raw = await response.read()
+        return self.decode_json(await response.read(), response, call)
+
+    def decode_json(self, raw: bytes, response: HTTPResponse, call: ProviderCall) -> Any:
+        """``raw``, the body of ``response``, as JSON (what :meth:`read_json` does once
+        the body is read, for a provider that also wants the bytes)."""
         ctype = response.headers.get("content-type", "")
         if "json" not in ctype:
             raise self.protocol_error(

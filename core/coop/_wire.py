@@ -310,6 +310,12 @@ class ChatResponse(_Wire):
     system_fingerprint: str | Unset | None = UNSET
     service_tier: str | Unset | None = UNSET
     extra: dict[str, Any] = attrs.field(factory=dict)
+    #: The upstream's JSON body, when it is exactly what coop would write for this
+    #: response (a provider sets it; see ``OpenAICompatibleProvider.verbatim``): the
+    #: gateway then sends these bytes instead of serialising again. Never on the wire
+    #: as a field, not compared, not copied by ``attrs.evolve``; code that changes a
+    #: response in place must set it back to ``None``.
+    source: bytes | None = attrs.field(default=None, init=False, eq=False, metadata={"wire": False})
 
     @property
     def text(self) -> str:
@@ -979,8 +985,14 @@ def _dumps(data: Any) -> bytes:
 
 
 def response_json(resp: ChatResponse | dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON of a response (or of any wire object or dict)."""
-    return _dumps(resp if isinstance(resp, dict) else to_wire(resp))
+    """Compact UTF-8 JSON of a response (or of any wire object or dict).
+
+    A response whose ``source`` is set is those bytes, unchanged.
+    """
+    if isinstance(resp, dict):
+        return _dumps(resp)
+    source = getattr(resp, "source", None)
+    return source if source is not None else _dumps(to_wire(resp))
 
 
 def chunk_to_sse(chunk: ChatChunk | dict[str, Any]) -> bytes:

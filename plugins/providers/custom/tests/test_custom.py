@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from coop import (
     Usage,
     open_http_client,
     parse_chat_request,
+    response_json,
 )
 from coop_custom import CustomProvider
 from fakes import FakeOpenAI, Fault
@@ -138,7 +140,13 @@ async def test_ollama_style_reasoning_is_renamed(upstream: FakeOpenAI) -> None:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "4", "reasoning": "2 + 2"},
+                "message": {
+                    "role": "assistant",
+                    "content": "4",
+                    "refusal": None,
+                    "reasoning": "2 + 2",
+                },
+                "logprobs": None,
                 "finish_reason": "stop",
             }
         ],
@@ -148,6 +156,17 @@ async def test_ollama_style_reasoning_is_renamed(upstream: FakeOpenAI) -> None:
         response = await p.chat(request(), CALL)
     message = response.choices[0].message
     assert message.reasoning_content == "2 + 2" and "reasoning" not in message.extra
+    # complete otherwise, but renamed: the client must not get the upstream's bytes
+    assert response.source is None
+    sent = json.loads(response_json(response))
+    assert sent["choices"][0]["message"]["reasoning_content"] == "2 + 2"
+
+    del body["choices"][0]["message"]["reasoning"]  # nothing to rename: served as it came
+    raw = json.dumps(body).encode()
+    upstream.queue_fault(Fault.status(200, body=raw))
+    async with provider(upstream) as p:
+        response = await p.chat(request(), CALL)
+    assert response.source == raw and response_json(response) == raw
 
 
 @pytest.mark.anyio

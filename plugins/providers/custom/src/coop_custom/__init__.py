@@ -92,6 +92,12 @@ class CustomProvider(OpenAICompatibleProvider):
             body.pop("stream_options", None)
         return body
 
+    def verbatim(self, data: Any) -> bool:
+        """The body as it came, unless a message's ``reasoning`` is renamed below."""
+        return self.complete(data) and not any(
+            "reasoning" in (choice.get("message") or {}) for choice in data.get("choices") or ()
+        )
+
     def parse_response(self, data: Any) -> ChatResponse:
         response = super().parse_response(data)
         for choice in response.choices:
