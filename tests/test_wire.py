@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import jsonschema
 import pytest
 import yaml
@@ -187,6 +188,17 @@ def test_rich_request_round_trips_losslessly() -> None:
     req = parse_chat_request(RICH_REQUEST)
     assert canonical(to_wire(req)) == canonical(original)
     assert original == RICH_REQUEST  # the input is not modified
+
+
+def test_a_parsed_request_keeps_its_source_as_the_upstream_body_and_evolve_drops_it() -> None:
+    body = copy.deepcopy(RICH_REQUEST)
+    req = parse_chat_request(body)
+    assert req.source == to_wire(req) and req.source is not body
+    body["temperature"] = 1.9  # the caller's dict changing later does not reach the request
+    assert req.source["temperature"] == RICH_REQUEST["temperature"]
+    assert attrs.evolve(req, model="other").source is None  # a changed request is written anew
+    assert req == attrs.evolve(req)  # source takes no part in equality
+    assert "source" not in to_wire(req)
 
 
 def test_rich_request_is_typed() -> None:

@@ -40,8 +40,13 @@ class OpenAICompatibleProvider(Provider):
     def prepare_body(
         self, request: ChatRequest, call: ProviderCall, *, stream: bool
     ) -> dict[str, Any]:
-        """The JSON body sent upstream: the client's request with the upstream model id."""
-        body = to_wire(request)
+        """The JSON body sent upstream: the client's request with the upstream model id.
+
+        A copy of the request's ``source`` when it has one (the client's own JSON), so
+        the request is not written out again; only top-level keys may be changed here.
+        """
+        source = request.source
+        body = dict(source) if source is not None else to_wire(request)
         body["model"] = call.model
         if stream:
             body["stream"] = True

@@ -242,6 +242,13 @@ class ChatRequest(_Wire):
     functions: list[FunctionDefinition] | Unset | None = UNSET
     function_call: str | dict[str, Any] | Unset | None = UNSET
     extra: dict[str, Any] = attrs.field(factory=dict)
+    #: The decoded JSON this request was parsed from by :func:`parse_chat_request`:
+    #: providers copy it for the upstream body instead of writing the request out
+    #: again. Never on the wire as a field, not compared, not copied by
+    #: ``attrs.evolve``; code that changes a request in place must set it back to ``None``.
+    source: dict[str, Any] | None = attrs.field(
+        default=None, init=False, eq=False, metadata={"wire": False}
+    )
 
     def prompt_text(self) -> str:
         """The text of every message, joined by newlines (what routers analyse)."""
@@ -970,6 +977,7 @@ def parse_chat_request(data: Any) -> ChatRequest:
         )
     req = from_wire(ChatRequest, data)
     validate_request(req)
+    req.source = dict(data)  # the caller's dict may change after this; a copy may not
     return req
 
 
