@@ -115,6 +115,13 @@ def _parse_json(body: bytes) -> Any:
 
 def _limits(ctx: RequestContext, data: Any) -> tuple[float | None, float | None]:
     """Per-request routing limits: ``x-coop-max-cost``/``x-coop-max-latency`` headers or a ``coop`` body object."""
+    headers = ctx.headers
+    if (
+        b"x-coop-max-cost" not in headers
+        and b"x-coop-max-latency" not in headers
+        and not (isinstance(data, dict) and "coop" in data)
+    ):
+        return None, None  # the common case, answered without the loop below
     options = data.pop("coop", None) if isinstance(data, dict) else None
     options = options if isinstance(options, dict) else {}
     values: list[float | None] = []
