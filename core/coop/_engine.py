@@ -263,6 +263,7 @@ class OpenAIEngine:
             self.http = None
         self._initialized = False
         self._plans.clear()
+        self._timeouts_cache.clear()
 
     async def __aenter__(self) -> OpenAIEngine:
         await self.initialize()
