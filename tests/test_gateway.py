@@ -521,6 +521,18 @@ def test_a_complete_upstream_answer_is_sent_byte_for_byte() -> None:
         assert_serving(gw)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_a_complete_answer_in_another_encoding_reaches_the_client_as_utf8(encoding: str) -> None:
+    answer = json.loads(COMPLETE_ANSWER)
+    with FakeOpenAI() as up, serve_in_thread(gateway_config(up), retry=ONE_SHOT) as gw:
+        up.queue_fault(Fault.status(200, json.dumps(answer).encode(encoding)))
+        with gw.http() as http:
+            response = http.post("/v1/chat/completions", json=chat_body("hi"))
+        assert response.status_code == 200, response.text
+        assert response.content[:1] == b"{"
+        assert json.loads(response.content.decode("utf-8")) == answer
+
+
 def test_an_incomplete_upstream_answer_is_completed_to_openais_schema() -> None:
     """An upstream that leaves out ``refusal``, ``logprobs`` and ``id`` and sends a null
     ``finish_reason`` is not passed through: coop writes the fields OpenAI requires."""

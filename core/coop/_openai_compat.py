@@ -122,7 +122,8 @@ class OpenAICompatibleProvider(Provider):
             raise self.protocol_error(
                 f"upstream response is not a chat completion: {exc}", call, response.status, ""
             ) from None
-        if self.verbatim(data):
+        # json.loads also reads UTF-16/32 and a UTF-8 BOM; clients get plain UTF-8 only
+        if raw[:1] == b"{" and raw[1:2] != b"\x00" and self.verbatim(data):
             parsed.source = raw
         return parsed
 
