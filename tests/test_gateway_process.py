@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -215,3 +216,45 @@ def test_tune_gc_freezes_start_up_objects_and_collects_the_young_generation_less
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_sigterm_with_two_workers_drains_the_request_in_flight_then_exits_0(
+    serve: Any, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with FakeOpenAI(latency=1.5) as up:
+        config = write_config(tmp_path, up, shutdown_timeout=20)
+        served = serve(config, "--port", str(port), "--workers", "2")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + BOUND * 2
+        while True:  # the workers start after the supervisor says where it listens
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "".join(served.stderr)
+            time.sleep(0.1)
+        outcome: dict[str, Any] = {}
+
+        def ask() -> None:
+            with httpx.Client(timeout=BOUND) as http:
+                outcome["response"] = http.post(
+                    url + "/v1/chat/completions",
+                    json={"model": "m", "messages": [{"role": "user", "content": "drain me"}]},
+                )
+
+        thread = threading.Thread(target=ask)
+        thread.start()
+        deadline = time.monotonic() + BOUND
+        while up.request_count < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert up.request_count == 1
+        served.proc.send_signal(signal.SIGTERM)
+        thread.join(BOUND)
+        response = outcome["response"]
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"] == "echo: drain me"
+        assert served.wait() == 0, "".join(served.stderr)
