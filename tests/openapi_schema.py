@@ -1,6 +1,6 @@
 """Validate JSON against a schema of OpenAI's own OpenAPI description.
 
-The same approach as tests/test_wire.py (which keeps its own fixtures): the spec's
+Shared by every test that checks wire shapes (test_wire, test_gateway, ...): the spec's
 3.0-style ``nullable: true`` is rewritten as ``anyOf [..., null]`` so the file reads
 as JSON Schema 2020-12, then one validator per schema name is built and cached.
 ``validate("CreateChatCompletionResponse", data)`` raises when ``data`` does not fit.

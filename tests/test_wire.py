@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
-from pathlib import Path
 from typing import Any
 
 import attrs
 import jsonschema
 import pytest
-import yaml
 from coop._errors import CoopError, ValidationError
 from coop._wire import (
     UNSET,
@@ -30,52 +29,13 @@ from coop._wire import (
     response_json,
     to_wire,
 )
-
-SPEC_PATH = Path("/work/shared/specs/openai-openapi.yaml")
-if not SPEC_PATH.exists():  # the shared specs live beside the repository
-    SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "specs" / "openai-openapi.yaml"
-
-
-def _nullable_to_31(node: Any) -> Any:
-    """OpenAPI 3.0 ``nullable: true`` → JSON Schema ``anyOf [..., null]`` (the file mixes both)."""
-    if isinstance(node, list):
-        return [_nullable_to_31(x) for x in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _nullable_to_31(v) for k, v in node.items() if k != "nullable"}
-    if node.get("nullable") is True:
-        return {"anyOf": [out, {"type": "null"}]}
-    return out
+from openapi_schema import validate
 
 
 @pytest.fixture(scope="module")
-def components() -> dict[str, Any]:
-    """The spec's components, parsed once per module: the file is 3 MB."""
-    if not SPEC_PATH.exists():
-        pytest.skip(f"{SPEC_PATH} not found")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with SPEC_PATH.open("rb") as f:
-        spec = yaml.load(f, Loader=loader)
-    return {"schemas": _nullable_to_31(spec["components"]["schemas"])}
-
-
-@pytest.fixture(scope="module")
-def schema(components: dict[str, Any]) -> Any:
+def schema() -> Any:
     """``schema("CreateChatCompletionResponse")(data)`` raises if data does not validate."""
-    cache: dict[str, jsonschema.Draft202012Validator] = {}
-
-    def check(name: str) -> Any:
-        if name not in cache:
-            cache[name] = jsonschema.Draft202012Validator(
-                {
-                    "$schema": "https://json-schema.org/draft/2020-12/schema",
-                    "$ref": f"#/components/schemas/{name}",
-                    "components": components,
-                }
-            )
-        return cache[name].validate
-
-    return check
+    return lambda name: functools.partial(validate, name)
 
 
 def canonical(data: Any) -> str:
