@@ -446,8 +446,8 @@ def profile_in_process(count: int, top: int) -> None:
         async def read(self) -> bytes:
             return UPSTREAM_REPLY
 
-        def aiter_bytes(self) -> Any:
-            raise NotImplementedError
+        async def aiter_bytes(self) -> Any:
+            yield UPSTREAM_REPLY
 
         async def aclose(self) -> None:
             pass

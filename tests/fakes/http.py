@@ -9,6 +9,7 @@ event loop at all can talk to it over loopback.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import email.utils
@@ -721,7 +722,7 @@ class _Rule:
 _NO_JSON = object()
 
 
-class FakeUpstream:
+class FakeUpstream(abc.ABC):
     """What every fake provider shares: lifecycle, keys, faults, scripted answers, recording.
 
     Arguments (all also plain attributes, changeable while serving, except host/port):
@@ -1111,12 +1112,15 @@ class FakeUpstream:
         await resp.end()
 
     # provider hooks ---------------------------------------------------------------------------
+    @abc.abstractmethod
     def _api_key(self, req: Request) -> str | None:
-        raise NotImplementedError
+        """The key the request carries, in this provider's header."""
 
+    @abc.abstractmethod
     def _auth_error(self, key: str | None) -> JsonReply:
-        raise NotImplementedError
+        """The provider's answer to a missing or wrong key."""
 
+    @abc.abstractmethod
     def _error(
         self,
         status: int,
@@ -1127,19 +1131,23 @@ class FakeUpstream:
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> JsonReply:
-        raise NotImplementedError
+        """An error body in the provider's own shape."""
 
+    @abc.abstractmethod
     def _context_length_error(self) -> JsonReply:
-        raise NotImplementedError
+        """The provider's 'prompt too long' error."""
 
+    @abc.abstractmethod
     def _route(self, req: Request, parsed: Any) -> Reply:
-        raise NotImplementedError
+        """The reply to a request that passed the key and fault checks."""
 
+    @abc.abstractmethod
     def _error_event(self, error: Mapping[str, Any] | None) -> bytes:
-        raise NotImplementedError
+        """A stream event carrying an error, in the provider's shape."""
 
+    @abc.abstractmethod
     def _malformed_event(self) -> bytes:
-        raise NotImplementedError
+        """A stream event whose data is not JSON."""
 
     # helpers for subclasses -------------------------------------------------------------------
     @staticmethod
