@@ -26,6 +26,7 @@ from coop import (
 )
 from coop_aigcbest import PRESET, AIGCBestProvider
 from fakes import Answer, FakeOpenAI, Fault
+from provider_config import one_endpoint
 
 KEY = "sk-aigc-test"
 MODELS = ["Qwen/Qwen3-8B", "Qwen/Qwen3-32B", "deepseek-ai/DeepSeek-V3"]
@@ -120,19 +121,7 @@ async def test_error_mapping(upstream: FakeOpenAI) -> None:
 @pytest.mark.anyio
 async def test_preset_defaults_need_only_a_key(upstream: FakeOpenAI) -> None:
     # The endpoint names the provider and a key; catalogue prices give the cost.
-    config = SystemConfig.from_dict(
-        {
-            "endpoints": {
-                "aigcbest": {
-                    "provider": "aigcbest",
-                    "base_url": upstream.base_url,
-                    "api_keys": [KEY],
-                    "health_check_interval": 0,
-                }
-            },
-            "models": {"qwen3_8b": {"endpoint": "aigcbest", "path": "Qwen/Qwen3-8B"}},
-        }
-    )
+    config = one_endpoint("aigcbest", upstream.base_url, KEY, {"qwen3_8b": "Qwen/Qwen3-8B"})
     async with OpenAIEngine(config) as engine:
         result = await engine.chat(request(), model="qwen3_8b")
     assert result.response.text == "echo: ni hao"

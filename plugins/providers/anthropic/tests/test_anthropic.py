@@ -43,6 +43,7 @@ from coop_anthropic import (
     to_anthropic,
 )
 from fakes import Answer, FakeAnthropic, Fault, ToolCall
+from provider_config import one_endpoint
 
 KEY = "sk-ant-test"
 MODEL = "claude-haiku-4-5"
@@ -489,19 +490,7 @@ async def test_list_models_is_the_health_check(upstream: FakeAnthropic) -> None:
 
 @pytest.mark.anyio
 async def test_through_the_engine(upstream: FakeAnthropic) -> None:
-    config = SystemConfig.from_dict(
-        {
-            "endpoints": {
-                "claude": {
-                    "provider": "anthropic",
-                    "base_url": upstream.url + "/v1",
-                    "api_keys": [KEY],
-                    "health_check_interval": 0,
-                }
-            },
-            "models": {"haiku": {"endpoint": "claude", "path": MODEL}},
-        }
-    )
+    config = one_endpoint("anthropic", upstream.url + "/v1", KEY, {"haiku": MODEL}, name="claude")
     upstream.queue_fault(Fault.status(529))
     async with OpenAIEngine(config) as engine:
         result = await engine.chat(request(), model="haiku")

@@ -26,6 +26,7 @@ from coop import (
 )
 from coop_deepseek import PRESET, DeepSeekProvider, is_reasoner
 from fakes import Answer, FakeOpenAI, Fault
+from provider_config import one_endpoint
 
 KEY = "sk-deepseek-test"
 CHAT = ProviderCall(model="deepseek-chat", api_key=KEY, timeouts=Timeouts(5, 5, 10))
@@ -168,19 +169,7 @@ async def test_error_mapping(upstream: FakeOpenAI) -> None:
 
 @pytest.mark.anyio
 async def test_through_the_engine_reasoning_reaches_the_caller(upstream: FakeOpenAI) -> None:
-    config = SystemConfig.from_dict(
-        {
-            "endpoints": {
-                "deepseek": {
-                    "provider": "deepseek",
-                    "base_url": upstream.base_url,
-                    "api_keys": [KEY],
-                    "health_check_interval": 0,
-                }
-            },
-            "models": {"r1": {"endpoint": "deepseek", "path": "deepseek-reasoner"}},
-        }
-    )
+    config = one_endpoint("deepseek", upstream.base_url, KEY, {"r1": "deepseek-reasoner"})
     upstream.script(Answer(content="42", reasoning="think"), Answer(content="42", reasoning="hm"))
     async with OpenAIEngine(config) as engine:
         result = await engine.chat(request(), model="r1")

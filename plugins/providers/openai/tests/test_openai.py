@@ -27,6 +27,7 @@ from coop import (
 )
 from coop_openai import PRESET, OpenAIProvider, is_reasoning_model
 from fakes import Answer, FakeOpenAI, Fault
+from provider_config import one_endpoint
 
 KEY = "sk-test-openai"
 CALL = ProviderCall(model="gpt-4o-mini", api_key=KEY, timeouts=Timeouts(5, 5, 10))
@@ -225,19 +226,7 @@ async def test_list_models_is_the_health_check(upstream: FakeOpenAI) -> None:
 
 @pytest.mark.anyio
 async def test_through_the_engine_with_failover_and_usage(upstream: FakeOpenAI) -> None:
-    config = SystemConfig.from_dict(
-        {
-            "endpoints": {
-                "openai": {
-                    "provider": "openai",
-                    "base_url": upstream.base_url,
-                    "api_keys": [KEY],
-                    "health_check_interval": 0,
-                }
-            },
-            "models": {"mini": {"endpoint": "openai", "path": "gpt-4o-mini"}},
-        }
-    )
+    config = one_endpoint("openai", upstream.base_url, KEY, {"mini": "gpt-4o-mini"})
     upstream.queue_fault(Fault.status(503))
     upstream.script(Answer(content="four"))
     async with OpenAIEngine(config) as engine:
