@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from coop import SystemConfig
+
 
 def run_coop(
     cwd: Path, *args: str, unset: tuple[str, ...] = ()
@@ -22,3 +24,13 @@ def run_coop(
         text=True,
         timeout=120,
     )
+
+
+def apply_preset(folder: Path, name: str, key_env: str) -> SystemConfig:
+    """``coop config preset --name NAME --api-key k`` in ``folder`` (with ``key_env`` unset),
+    checked to succeed; the coop.toml it wrote."""
+    result = run_coop(
+        folder, "config", "preset", "--name", name, "--api-key", "k", unset=(key_env,)
+    )
+    assert result.returncode == 0, result.stderr
+    return SystemConfig.load(folder / "coop.toml")

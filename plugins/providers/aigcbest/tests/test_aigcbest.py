@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import run_coop
+from cli_runner import apply_preset
 from coop import (
     AuthenticationError,
     ChatChunk,
@@ -17,7 +17,6 @@ from coop import (
     OpenAIEngine,
     ProviderCall,
     RateLimitError,
-    SystemConfig,
     Timeouts,
     UpstreamProtocolError,
     UpstreamUnavailableError,
@@ -129,18 +128,7 @@ async def test_preset_defaults_need_only_a_key(upstream: FakeOpenAI) -> None:
 
 
 def test_preset_feeds_coop_config_preset(tmp_path: Path) -> None:
-    result = run_coop(
-        tmp_path,
-        "config",
-        "preset",
-        "--name",
-        "aigcbest",
-        "--api-key",
-        "k",
-        unset=("AIGCBEST_API_KEY",),
-    )
-    assert result.returncode == 0, result.stderr
-    config = SystemConfig.load(tmp_path / "coop.toml")
+    config = apply_preset(tmp_path, "aigcbest", "AIGCBEST_API_KEY")
     endpoint = config.endpoints["aigcbest"]
     assert endpoint.provider == "aigcbest" and endpoint.base_url == "https://api2.aigcbest.top/v1"
     assert endpoint.api_keys == ["env:AIGCBEST_API_KEY"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import run_coop
+from cli_runner import apply_preset
 from coop import (
     AuthenticationError,
     BadRequestError,
@@ -25,7 +25,6 @@ from coop import (
     OpenAIEngine,
     ProviderCall,
     RateLimitError,
-    SystemConfig,
     Timeouts,
     UpstreamConnectionError,
     UpstreamProtocolError,
@@ -515,18 +514,7 @@ def test_preset_catalogue() -> None:
 
 
 def test_preset_feeds_coop_config_preset(tmp_path: Path) -> None:
-    result = run_coop(
-        tmp_path,
-        "config",
-        "preset",
-        "--name",
-        "anthropic",
-        "--api-key",
-        "k",
-        unset=("ANTHROPIC_API_KEY",),
-    )
-    assert result.returncode == 0, result.stderr
-    config = SystemConfig.load(tmp_path / "coop.toml")
+    config = apply_preset(tmp_path, "anthropic", "ANTHROPIC_API_KEY")
     endpoint = config.endpoints["anthropic"]
     assert endpoint.provider == "anthropic"
     assert endpoint.base_url == "https://api.anthropic.com/v1"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import run_coop
+from cli_runner import apply_preset
 from coop import (
     ChatChunk,
     ConfigError,
@@ -190,18 +190,7 @@ async def test_error_mapping(upstream: FakeOpenAI) -> None:
 
 
 def test_preset_feeds_coop_config_preset(tmp_path: Path) -> None:
-    result = run_coop(
-        tmp_path,
-        "config",
-        "preset",
-        "--name",
-        "custom",
-        "--api-key",
-        "k",
-        unset=("CUSTOM_API_KEY",),
-    )
-    assert result.returncode == 0, result.stderr
-    config = SystemConfig.load(tmp_path / "coop.toml")
+    config = apply_preset(tmp_path, "custom", "CUSTOM_API_KEY")
     endpoint = config.endpoints["custom"]
     assert endpoint.provider == "custom" and endpoint.base_url == "http://127.0.0.1:8000/v1"
     assert endpoint.api_keys == ["env:CUSTOM_API_KEY"]

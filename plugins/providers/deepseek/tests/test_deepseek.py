@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import run_coop
+from cli_runner import apply_preset
 from coop import (
     AuthenticationError,
     ChatChunk,
@@ -17,7 +17,6 @@ from coop import (
     OpenAIEngine,
     ProviderCall,
     RateLimitError,
-    SystemConfig,
     Timeouts,
     UpstreamProtocolError,
     UpstreamUnavailableError,
@@ -179,18 +178,7 @@ async def test_through_the_engine_reasoning_reaches_the_caller(upstream: FakeOpe
 
 
 def test_preset_feeds_coop_config_preset(tmp_path: Path) -> None:
-    result = run_coop(
-        tmp_path,
-        "config",
-        "preset",
-        "--name",
-        "deepseek",
-        "--api-key",
-        "k",
-        unset=("DEEPSEEK_API_KEY",),
-    )
-    assert result.returncode == 0, result.stderr
-    config = SystemConfig.load(tmp_path / "coop.toml")
+    config = apply_preset(tmp_path, "deepseek", "DEEPSEEK_API_KEY")
     endpoint = config.endpoints["deepseek"]
     assert endpoint.provider == "deepseek" and endpoint.base_url == PRESET.base_url
     assert endpoint.api_keys == ["env:DEEPSEEK_API_KEY"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import run_coop
+from cli_runner import apply_preset
 from coop import (
     AuthenticationError,
     ChatChunk,
@@ -17,7 +17,6 @@ from coop import (
     OpenAIEngine,
     ProviderCall,
     RateLimitError,
-    SystemConfig,
     Timeouts,
     UpstreamConnectionError,
     UpstreamProtocolError,
@@ -244,18 +243,7 @@ async def test_through_the_engine_with_failover_and_usage(upstream: FakeOpenAI) 
 
 
 def test_preset_feeds_coop_config_preset(tmp_path: Path) -> None:
-    result = run_coop(
-        tmp_path,
-        "config",
-        "preset",
-        "--name",
-        "openai",
-        "--api-key",
-        "k",
-        unset=("OPENAI_API_KEY",),
-    )
-    assert result.returncode == 0, result.stderr
-    config = SystemConfig.load(tmp_path / "coop.toml")
+    config = apply_preset(tmp_path, "openai", "OPENAI_API_KEY")
     endpoint = config.endpoints["openai"]
     assert endpoint.provider == "openai" and endpoint.base_url == "https://api.openai.com/v1"
     assert endpoint.api_keys == ["env:OPENAI_API_KEY"]
