@@ -94,7 +94,7 @@ class CustomProvider(OpenAICompatibleProvider):
 
     def verbatim(self, data: Any) -> bool:
         """The body as it came, unless a message's ``reasoning`` is renamed below."""
-        return self.complete(data) and not any(
+        return self.is_complete(data) and not any(
             "reasoning" in (choice.get("message") or {}) for choice in data.get("choices") or ()
         )
 
