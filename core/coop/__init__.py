@@ -90,6 +90,8 @@ from ._routing import (
     TASK_TYPES,
     TIERS,
     Analysis,
+    CascadeOutcome,
+    CascadingRouter,
     RouteDecision,
     Router,
 )
@@ -108,6 +110,7 @@ from ._sse import (
     aiter_sse,
 )
 from ._strategies import (
+    HONOURABLE,
     Candidate,
     Integration,
     Strategy,
@@ -155,6 +158,7 @@ except PackageNotFoundError:  # a source tree that was never installed
 
 __all__ = [
     "COMPLEXITIES",
+    "HONOURABLE",
     "TASK_TYPES",
     "TIERS",
     "UNSET",
@@ -163,6 +167,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Candidate",
+    "CascadeOutcome",
+    "CascadingRouter",
     "ChatChunk",
     "ChatMessage",
     "ChatRequest",

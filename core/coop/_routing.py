@@ -8,8 +8,8 @@ led there). The core's routing policy then maps the tier to a target from
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -18,6 +18,8 @@ __all__ = [
     "TASK_TYPES",
     "TIERS",
     "Analysis",
+    "CascadeOutcome",
+    "CascadingRouter",
     "RouteDecision",
     "Router",
 ]
@@ -94,3 +96,41 @@ class Router(abc.ABC):
     @abc.abstractmethod
     def analyze(self, messages: list[dict[str, Any]]) -> Analysis:
         """Analyse OpenAI-shaped ``messages`` (system, history and attachments count)."""
+
+
+#: ``await complete(model, messages)`` → ``(text, cost_usd)``: one call on a logical
+#: model, carrying the client's parameters, billed to the request.
+CascadeComplete = Callable[[str, list[dict[str, Any]]], Awaitable[tuple[str, float]]]
+
+
+class CascadeOutcome(Protocol):
+    """What :meth:`CascadingRouter.run` returns: the answer and who gave it."""
+
+    text: str
+    #: The logical model whose answer is returned.
+    model: str
+    reasons: list[str]
+
+    @property
+    def total_cost_usd(self) -> float: ...
+
+
+class CascadingRouter(Router):
+    """A router that answers by running models itself (FrugalGPT-style cascades).
+
+    Subclassing this is how a router declares the capability: the dispatcher plans
+    such a request as a *cascade* (cheap model first, escalate on doubt) instead of a
+    single target, and reports the model that actually answered.
+    """
+
+    @abc.abstractmethod
+    async def run(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        complete: CascadeComplete,
+        cheap: str,
+        strong: str,
+        samples: int = 2,
+    ) -> CascadeOutcome:
+        """Answer ``messages`` with ``cheap`` (sampled ``samples`` times) or ``strong``."""

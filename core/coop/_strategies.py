@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 
 import attrs
 
-__all__ = ["Candidate", "Integration", "Strategy", "StrategyContext"]
+__all__ = ["HONOURABLE", "Candidate", "Integration", "Strategy", "StrategyContext"]
+
+#: Request parameters whose meaning depends on how answers are integrated. Sampling
+#: parameters (``temperature``, ``max_tokens``, ``seed``, ``stop``...) reach every member
+#: whatever the strategy; these three only when the strategy says it can honour them in
+#: :attr:`Strategy.honours`, else the request is refused with a 400 naming both.
+HONOURABLE = ("n", "response_format", "tools")
 
 
 @attrs.define
@@ -26,6 +32,9 @@ class Candidate:
     latency: float = 0.0
     usage: Any = None
     cost: float = 0.0
+    #: The answer's tool calls in wire form (``[{"id", "type", "function": {"name",
+    #: "arguments"}}]``) when the model called tools instead of (or besides) answering.
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @attrs.define
@@ -56,6 +65,9 @@ class StrategyContext:
     models: Sequence[str] = ()
     #: ``[cooperations.X]`` settings (``judge``, ``aggregator``, ``weights``, ``rounds``...).
     settings: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The client's ``response_format`` (``{"type": "json_object"}``...), or ``None``:
+    #: with a JSON format, answers are compared as parsed JSON.
+    response_format: Mapping[str, Any] | None = None
 
 
 class Strategy(abc.ABC):
@@ -63,6 +75,10 @@ class Strategy(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: Which of :data:`HONOURABLE` this strategy integrates correctly: ``"tools"`` when
+    #: it compares :attr:`Candidate.tool_calls`, ``"response_format"`` when it keeps a
+    #: JSON answer JSON. A request carrying any other of them is refused before a call.
+    honours: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         self.settings = dict(settings or {})
