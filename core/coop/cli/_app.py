@@ -69,12 +69,29 @@ def _plugin_commands(app: App) -> None:
         print(f"coop: warning: plugin commands not loaded: {exc}", file=sys.stderr)
 
 
+def stdin_operand(args: Sequence[str]) -> list[str]:
+    """``-`` (standard input) as an operand, which cyclopts would take for an unknown option.
+
+    A bare ``-`` is never an option (POSIX); each one before the end of options
+    moves just after a ``--`` (added at the end when there is none), so
+    ``coop ask - --json`` parses as ``coop ask --json -- -``. Every command takes
+    at most one positional argument, so moving it keeps the meaning.
+    """
+    args = list(args)
+    end = args.index("--") if "--" in args else len(args)
+    dashes = [token for token in args[:end] if token == "-"]
+    if not dashes:
+        return args
+    head = [token for token in args[:end] if token != "-"]
+    return [*head, "--", *dashes, *args[end + 1 :]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("COOP_DEBUG"))
     try:
         app = build_app()
-        result = app(args, exit_on_error=False, print_error=True)
+        result = app(stdin_operand(args), exit_on_error=False, print_error=True)
     except cyclopts.CycloptsError:
         return _exit(2)
     except CoopError as exc:
