@@ -133,9 +133,9 @@ async def test_pipeline_stages_see_earlier_outputs_and_braces_are_safe() -> None
     async with OpenAIEngine(sim_config()) as engine:
         original = engine.chat
 
-        async def spy(request: Any, *, model: str | None = None) -> Any:
+        async def spy(request: Any, *, model: str | None = None, **kwargs: Any) -> Any:
             seen.append(request.messages[-1].content)
-            return await original(request, model=model)
+            return await original(request, model=model, **kwargs)
 
         engine.chat = spy  # type: ignore[method-assign]
         query = 'Explain {this} and {previous} literally: {"json": [1, 2]}'
@@ -181,7 +181,7 @@ async def test_configured_cooperation_served_as_a_model() -> None:
         result = await dispatcher.complete(request)
         assert result.model == "council" and "144" in result.text
         assert result.cooperation is not None and result.cooperation.strategy == "voting"
-        items = [item async for item in dispatcher.stream(request)]
+        items = [item async for item in dispatcher.stream(dispatcher.plan(request))]
     notes = [i for i in items if isinstance(i, coop.Progress)]
     chunks = [i for i in items if isinstance(i, coop.ChatChunk)]
     assert notes and "started" in notes[0].text
@@ -285,9 +285,10 @@ async def test_cascade_router_escalates_only_on_disagreement() -> None:
         request = coop.parse_chat_request(
             {"model": "auto", "messages": [{"role": "user", "content": "What is 7 * 8?"}]}
         )
-        target, decision = dispatcher.resolve(request)
-        assert target == "auto" and decision is not None
-        result = await dispatcher.complete(request)
+        plan = dispatcher.plan(request)
+        assert plan.kind == "cascade" and plan.cascade == ("cheap", "strong", 2)
+        result = await dispatcher.run(plan)
+        assert result.route is plan.decision  # the decision reported is the one that ran
     # The simulated model answers deterministically, so its samples agree: no escalation.
     assert result.model == "cheap" and "56" in result.text
     assert any("kept the cheap answer" in r for r in result.route.reasons)

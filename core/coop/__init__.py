@@ -52,6 +52,7 @@ from ._errors import (
     ServiceError,
     UnknownModelError,
     UnknownPluginError,
+    UnsupportedParameterError,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamNotFoundError,
@@ -70,6 +71,7 @@ from ._http import (
 from ._openai_compat import (
     OpenAICompatibleProvider,
 )
+from ._plan import Limits, Plan, honourable_parameters
 from ._plugins import (
     PluginInfo,
     Plugins,
@@ -198,6 +200,7 @@ __all__ = [
     "InferenceRequest",
     "InferenceResponse",
     "Integration",
+    "Limits",
     "MissingSecretError",
     "ModelConfig",
     "ModelInfo",
@@ -205,6 +208,7 @@ __all__ = [
     "NoHealthyDeploymentError",
     "OpenAICompatibleProvider",
     "OpenAIEngine",
+    "Plan",
     "PluginError",
     "PluginInfo",
     "Plugins",
@@ -235,6 +239,7 @@ __all__ = [
     "ToolCall",
     "UnknownModelError",
     "UnknownPluginError",
+    "UnsupportedParameterError",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamNotFoundError",
@@ -257,6 +262,7 @@ __all__ = [
     "evaluate_voting",
     "extract_answer",
     "from_wire",
+    "honourable_parameters",
     "hookimpl",
     "load_plugins",
     "normalize_answer",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ._health import DeploymentState
 
@@ -17,16 +17,19 @@ __all__ = ["POLICIES", "pick_deployment"]
 
 POLICIES = ("least-inflight", "weighted", "latency", "round-robin")
 
-_rr = itertools.count()
-
 
 def pick_deployment(
     candidates: Sequence[DeploymentState],
     policy: str = "least-inflight",
     *,
     rng: random.Random | None = None,
+    turn: Iterator[int] | None = None,
 ) -> DeploymentState | None:
-    """The deployment to use among ``candidates`` (already filtered to available ones)."""
+    """The deployment to use among ``candidates`` (already filtered to available ones).
+
+    ``turn`` is the logical model's own round-robin counter: each model takes its
+    turns separately, so two interleaved models each still visit every deployment.
+    """
     if not candidates:
         return None
     if len(candidates) == 1:
@@ -35,7 +38,7 @@ def pick_deployment(
     if policy == "weighted":
         return chooser.choices(list(candidates), weights=[d.weight for d in candidates])[0]
     if policy == "round-robin":
-        return candidates[next(_rr) % len(candidates)]
+        return candidates[next(turn if turn is not None else itertools.count()) % len(candidates)]
     # Ties go to the earlier deployment in coop.toml: predictable, and a deployment
     # with no latency yet (0.0) is tried before a measured one.
     ranked = range(len(candidates))

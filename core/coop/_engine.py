@@ -14,10 +14,11 @@ until its first chunk has been handed to the caller.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -143,6 +144,8 @@ class _Model:
     deployments: list[DeploymentState]
     price_input: float
     price_output: float
+    #: This model's round-robin turn: balancing state belongs to the model.
+    turn: Iterator[int] = attrs.field(factory=itertools.count, eq=False)
 
 
 def _usage_of(request: ChatRequest, text: str, usage: Usage | None) -> Usage:
@@ -322,9 +325,15 @@ class OpenAIEngine:
         }
 
     def healthy(self, name: str) -> bool:
-        """Whether the model has a deployment that is not cooling down."""
+        """Whether the model has a deployment that is not cooling down.
+
+        Before :meth:`initialize` nothing has failed yet: a configured model is healthy
+        (``coop route`` plans without opening connections).
+        """
         model = self.models.get(name)
-        return bool(model) and any(d.state() != "open" for d in model.deployments)
+        if model is None:
+            return not self._initialized and name in self.config.models
+        return any(d.state() != "open" for d in model.deployments)
 
     # -- the retry / failover loop ------------------------------------------------
 
@@ -354,7 +363,9 @@ class OpenAIEngine:
         while True:
             fresh = [d for d in model.deployments if d.available() and id(d) not in tried]
             candidates = fresh or [d for d in model.deployments if d.available()]
-            chosen = pick_deployment(candidates, self.config.balancing, rng=self._rng)
+            chosen = pick_deployment(
+                candidates, self.config.balancing, rng=self._rng, turn=model.turn
+            )
             if chosen is not None:
                 return chosen
             now = time.monotonic()
@@ -382,15 +393,18 @@ class OpenAIEngine:
         return delay
 
     async def _run(
-        self, name: str, runner: Any
+        self, name: str, runner: Any, until: float | None = None
     ) -> tuple[Any, DeploymentState, int, list[BaseException]]:
         """Run ``runner(deployment, call)`` with retries and failover.
 
         Returns its result, the deployment that gave it, the attempts made and the
-        errors met on the way.
+        errors met on the way. ``until`` (``time.monotonic()``) is the request's own
+        deadline: no wait or retry is started past it.
         """
         chain, budget = self._plan(name)
         deadline = time.monotonic() + budget + self.retry.max_wait
+        if until is not None and until < deadline:
+            deadline = until
         errors: list[BaseException] = []
         attempt = 0
         for position, model in enumerate(chain):
@@ -479,8 +493,14 @@ class OpenAIEngine:
 
     # -- public calls -----------------------------------------------------------
 
-    async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResult:
-        """Run a chat request on a logical model; raises typed errors on failure."""
+    async def chat(
+        self, request: ChatRequest, *, model: str | None = None, deadline: float | None = None
+    ) -> ChatResult:
+        """Run a chat request on a logical model; raises typed errors on failure.
+
+        ``deadline`` (``time.monotonic()``) is the request's own: retries and waits for
+        a cooling deployment stop there.
+        """
         name = model or request.model
         started_all = time.perf_counter()
 
@@ -489,7 +509,7 @@ class OpenAIEngine:
                 return await deployment.provider.chat(request, call)  # type: ignore[no-any-return]
 
         try:
-            response, used, attempts, errors = await self._run(name, runner)
+            response, used, attempts, errors = await self._run(name, runner, deadline)
         except CoopError as exc:
             self.metrics.record(
                 name,
@@ -536,6 +556,7 @@ class OpenAIEngine:
         model: str | None = None,
         on_start: Callable[[str, str], None] | None = None,
         on_finish: Callable[[Usage, float], None] | None = None,
+        deadline: float | None = None,
     ) -> AsyncIterator[ChatChunk]:
         """Stream a chat request. Failover happens only before the first chunk is yielded.
 
@@ -559,7 +580,7 @@ class OpenAIEngine:
             return iterator, first
 
         try:
-            (iterator, first), used, _attempts, _errors = await self._run(name, runner)
+            (iterator, first), used, _attempts, _errors = await self._run(name, runner, deadline)
         except StopAsyncIteration:
             raise UpstreamError("upstream stream was empty") from None
         except CoopError as exc:

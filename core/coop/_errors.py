@@ -10,6 +10,7 @@ catch one class; subclasses also derive from the matching builtin where natural.
     │   ├── DuplicateNameError              .kind .name .distributions
     │   └── UnknownPluginError (LookupError) .kind .name .available
     ├── ValidationError (ValueError)        .field .value
+    │   └── UnsupportedParameterError       a target cannot honour a request parameter
     ├── UnknownModelError (LookupError)     .name .available
     ├── UpstreamError                       .status .body .provider .deployment
     │   ├── BadRequestError                 400, 422
@@ -48,6 +49,7 @@ __all__ = [
     "ServiceError",
     "UnknownModelError",
     "UnknownPluginError",
+    "UnsupportedParameterError",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamNotFoundError",
@@ -158,6 +160,13 @@ class ValidationError(CoopError, ValueError):
     def __init__(self, message: str, *, field: str | None = None, value: Any = None) -> None:
         self.field, self.value = field, value
         super().__init__(f"{field}: {message}" if field else message)
+
+
+class UnsupportedParameterError(ValidationError):
+    """The request asks for something its target cannot honour (``tools`` on a synthesis).
+
+    Raised before any model is called, so nothing is dropped silently and nothing is spent.
+    """
 
 
 class UnknownModelError(CoopError, LookupError):

@@ -32,11 +32,14 @@ class RoutingPolicy:
         *,
         healthy: Callable[[str], bool] | None = None,
         latency_of: Callable[[str], float | None] | None = None,
+        unhonoured: Callable[[str, frozenset[str]], str | None] | None = None,
     ) -> None:
         self.config = config
         self.router = router
         self._healthy = healthy or (lambda name: True)
         self._latency_of = latency_of or (lambda name: None)
+        #: Why a cooperation cannot take a request using these parameters (or ``None``).
+        self._unhonoured = unhonoured or (lambda name, used: None)
         # One throw-away decision loads whatever the router loads lazily (a model
         # file), so the first real request is not the one that pays for it.
         router.analyze([{"role": "user", "content": "warm up"}])
@@ -59,13 +62,29 @@ class RoutingPolicy:
         *,
         max_cost: float | None = None,
         max_latency: float | None = None,
+        needs: frozenset[str] = frozenset(),
+        tools: int = 0,
     ) -> RouteDecision:
+        """Route ``messages``; ``needs`` are the answer-shaping parameters the request uses
+        (``tools``, ``response_format``, ``n``): a cooperation that cannot honour them is
+        skipped for a model of the same tier."""
         started = time.perf_counter()
         analysis: Analysis = self.router.analyze(messages)
         routing = self.config.routing
         max_cost = max_cost if max_cost is not None else routing.max_cost
         max_latency = max_latency if max_latency is not None else routing.max_latency
         reasons = list(analysis.reasons)
+        signals = dict(analysis.signals)
+        attachments = _attachments(messages)
+        if attachments:
+            signals["attachments"] = attachments
+            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(attachments.items()))
+            reasons.append(f"attachments: {kinds}")
+        if tools:
+            signals["tools"] = tools
+            reasons.append(f"{tools} tool(s) offered: the answer may be tool calls")
+        if needs:
+            signals["needs"] = sorted(needs)
         configured = routing.overrides.get(analysis.task_type)
         if configured:
             reasons.append(f"override for task type {analysis.task_type!r} → {configured}")
@@ -81,6 +100,13 @@ class RoutingPolicy:
         for name in self._tier_models(analysis.tier):
             if name not in names:
                 names.append(name)
+        if needs and any(n in self.config.cooperations for n in names):
+            # A cooperation may be refused below: its members stand behind it.
+            for name in list(names):
+                coop = self.config.cooperations.get(name)
+                if coop is not None:
+                    members = coop.models or [s["model"] for s in coop.stages]
+                    names.extend(m for m in members if m not in names)
         if not names:
             names = [n for n in (routing.light, routing.reasoning, routing.complex) if n] or sorted(
                 self.config.models
@@ -97,6 +123,10 @@ class RoutingPolicy:
                 latency = self._latency_of(name)
                 entry["latency_ms"] = None if latency is None else round(latency * 1000, 2)
             entry["eligible"] = entry["healthy"]
+            refused = self._unhonoured(name, needs) if is_coop and needs else None
+            if refused is not None:
+                entry["eligible"] = False
+                entry["why_not"] = refused
             if max_cost is not None and entry.get("estimated_cost", 0.0) > max_cost:
                 entry["eligible"] = False
                 entry["why_not"] = (
@@ -111,7 +141,7 @@ class RoutingPolicy:
                 entry["why_not"] = (
                     f"recent latency {entry['latency_ms']} ms > max_latency {max_latency}s"
                 )
-            if not entry["healthy"]:
+            if not entry["healthy"] and refused is None:
                 entry["why_not"] = "cooling down (no healthy deployment)"
             candidates.append(entry)
 
@@ -130,7 +160,9 @@ class RoutingPolicy:
             else:
                 chosen = eligible[0]
         else:
-            healthy = [c for c in candidates if c["healthy"]]
+            healthy = [c for c in candidates if c["healthy"] and "why_not" not in c] or [
+                c for c in candidates if c["healthy"]
+            ]
             chosen = (
                 min(healthy, key=lambda c: c.get("estimated_cost", 0.0))
                 if healthy
@@ -151,7 +183,24 @@ class RoutingPolicy:
             confidence=analysis.confidence,
             reasons=reasons,
             candidates=candidates,
-            signals=analysis.signals,
+            signals=signals,
             language=analysis.language,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 4),
         )
+
+
+#: Content part types that are attachments rather than text.
+_ATTACHMENT_TYPES = {"image_url": "image", "input_audio": "audio", "file": "file"}
+
+
+def _attachments(messages: list[dict[str, Any]]) -> dict[str, int]:
+    """Attachments by kind (``{"image": 2}``) across the conversation's content parts."""
+    found: dict[str, int] = {}
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                kind = _ATTACHMENT_TYPES.get(part.get("type")) if isinstance(part, dict) else None
+                if kind is not None:
+                    found[kind] = found.get(kind, 0) + 1
+    return found

@@ -17,8 +17,15 @@ import anyio
 import attrs
 
 from ._config import CooperationConfig
-from ._errors import CooperationError, CoopError, UnknownModelError, ValidationError
+from ._errors import (
+    CooperationError,
+    CoopError,
+    UnknownModelError,
+    UnsupportedParameterError,
+    ValidationError,
+)
 from ._strategies import Candidate, Integration, StrategyContext
+from ._wire import UNSET, ChatMessage, ChatRequest, ChatResponse, parse_chat_request, to_wire
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -27,8 +34,28 @@ __all__ = [
     "CooperationResult",
     "CooperationScheduler",
     "ModelOutput",
+    "Query",
     "render",
 ]
+
+#: What a cooperation answers: a prompt, OpenAI-shaped messages, or the client's whole
+#: request (its parameters then reach every member).
+Query = str | list[dict[str, Any]] | ChatRequest
+
+#: Parameters that shape an answer: a strategy's own calls (a judge, an aggregator)
+#: run without them, since their answers are read by the strategy, not the client.
+_ANSWER_SHAPE = {
+    "tools": UNSET,
+    "tool_choice": UNSET,
+    "parallel_tool_calls": UNSET,
+    "functions": UNSET,
+    "function_call": UNSET,
+    "response_format": UNSET,
+    "n": UNSET,
+    "logprobs": UNSET,
+    "top_logprobs": UNSET,
+}
+
 
 #: Pipeline stage prompts; ``{query}`` is the user's task, ``{previous}`` the last
 #: stage's output and ``{history}`` every earlier stage. Override in
@@ -70,9 +97,13 @@ class ModelOutput:
     completion_tokens: int = 0
     deployment: str | None = None
     stage: str | None = None
+    #: Tool calls the model made, in wire form (``None``: it answered in text).
+    tool_calls: list[dict[str, Any]] | None = None
+    #: The model's whole response, kept so the winning answer reaches the client intact.
+    response: ChatResponse | None = attrs.field(default=None, repr=False, eq=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return attrs.asdict(self, filter=lambda a, _: a.name != "response")
 
 
 @attrs.define
@@ -89,6 +120,15 @@ class CooperationResult:
     extra_calls: list[ModelOutput] = attrs.field(factory=list)
     failed: dict[str, str] = attrs.field(factory=dict)
     name: str | None = None
+
+    @property
+    def answer(self) -> ModelOutput | None:
+        """The member output whose answer is the result, when the result is one verbatim."""
+        winner = self.integration.winner if self.integration else None
+        for output in reversed(self.outputs):
+            if output.success and output.text == self.text and winner in (None, output.model):
+                return output
+        return None
 
     @property
     def cost(self) -> float:
@@ -162,25 +202,27 @@ class CooperationScheduler:
 
     async def _call(
         self,
-        model: str,
-        messages: list[dict[str, Any]],
+        request: ChatRequest,
         *,
         timeout: float | None = None,
+        deadline: float | None = None,
         stage: str | None = None,
         on_progress: Progress | None = None,
     ) -> ModelOutput:
-        from ._wire import parse_chat_request
-
+        """Run one member's request; a failure is recorded in the output, never raised."""
+        model = request.model
         started = time.perf_counter()
+        if deadline is not None:
+            left = max(0.0, deadline - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
         if on_progress:
             on_progress("started", {"model": model, "stage": stage})
         try:
-            request = parse_chat_request({"model": model, "messages": messages})
             if timeout is not None:
                 with anyio.fail_after(timeout):
-                    result = await self.engine.chat(request, model=model)
+                    result = await self.engine.chat(request, model=model, deadline=deadline)
             else:
-                result = await self.engine.chat(request, model=model)
+                result = await self.engine.chat(request, model=model, deadline=deadline)
         except (CoopError, TimeoutError) as exc:
             message = (
                 f"timed out after {timeout:g}s"
@@ -195,6 +237,12 @@ class CooperationScheduler:
                 stage=stage,
             )
         else:
+            response = result.response
+            calls = None
+            if response.choices:
+                message_calls = response.choices[0].message.tool_calls
+                if isinstance(message_calls, list) and message_calls:
+                    calls = to_wire(response.choices[0].message)["tool_calls"]
             output = ModelOutput(
                 model=model,
                 text=result.text,
@@ -204,6 +252,8 @@ class CooperationScheduler:
                 completion_tokens=result.usage.completion_tokens or 0,
                 deployment=result.deployment,
                 stage=stage,
+                tool_calls=calls,
+                response=response,
             )
         if on_progress:
             on_progress(
@@ -211,6 +261,69 @@ class CooperationScheduler:
                 {"model": model, "stage": stage, "latency": output.latency, "error": output.error},
             )
         return output
+
+    def check(self, cooperation: CooperationConfig, request: ChatRequest) -> None:
+        """Raise :class:`UnsupportedParameterError` (a 400 on the wire) for a request
+        whose parameters this cooperation cannot honour.
+
+        Sampling parameters reach every member whatever the strategy; ``tools``,
+        ``response_format`` and ``n`` only where the cooperation can integrate what
+        they ask for. Nothing is dropped silently.
+        """
+        from ._plan import honourable_parameters
+
+        used = honourable_parameters(request)
+        if not used:
+            return
+        why = self.unhonoured(cooperation, used)
+        if why is not None:
+            param, reason = why
+            raise UnsupportedParameterError(reason, field=param)
+
+    def unhonoured(
+        self, cooperation: CooperationConfig, used: frozenset[str]
+    ) -> tuple[str, str] | None:
+        """``(parameter, reason)`` for the first of ``used`` the cooperation cannot honour."""
+        label = f"cooperation {cooperation.name!r}" if cooperation.name else "this cooperation"
+        for param in sorted(used):
+            if param == "n":
+                return param, (
+                    f"n > 1: not supported by {label}: a cooperation integrates its "
+                    "members' answers into one choice; send n = 1"
+                )
+            if cooperation.mode == "pipeline" and param == "tools":
+                return param, (
+                    f"not supported by {label} (mode pipeline): each stage reads "
+                    "the previous stage's text; call a model directly or use a parallel "
+                    "cooperation with a strategy that compares tool calls (voting)"
+                )
+            if cooperation.mode == "sequential" and param == "tools" and not cooperation.strategy:
+                return param, (
+                    f"not supported by {label} (mode sequential): each model "
+                    "improves the previous model's text"
+                )
+            strategy = cooperation.strategy or (
+                "voting" if cooperation.mode == "parallel" else None
+            )
+            if strategy is None:
+                continue  # sequential/pipeline without a strategy: the last answer is the result
+            cls = self.engine.plugins.get("strategy", strategy)
+            if param not in getattr(cls, "honours", frozenset()):
+                what = "tool calls" if param == "tools" else "JSON answers"
+                return param, (
+                    f"not supported by {label}: its strategy {strategy!r} cannot "
+                    f"integrate {what}; use strategy 'voting' or call a model directly"
+                )
+        return None
+
+    def _base(self, query: Query) -> tuple[ChatRequest, list[dict[str, Any]]]:
+        """The request members are built from, and its messages as plain dicts."""
+        if isinstance(query, ChatRequest):
+            if not query.messages:
+                raise ValidationError("empty query", field="messages", value=[])
+            return query, to_wire(query)["messages"]
+        messages = _messages(query)
+        return parse_chat_request({"model": "cooperation", "messages": messages}), messages
 
     async def _integrate(
         self,
@@ -220,6 +333,8 @@ class CooperationScheduler:
         models: Sequence[str],
         settings: Mapping[str, Any],
         extra: list[ModelOutput],
+        base: ChatRequest | None = None,
+        deadline: float | None = None,
     ) -> Integration | None:
         strategy = self._strategy(strategy_name, settings)
         if strategy is None:
@@ -232,20 +347,30 @@ class CooperationScheduler:
                 weight=float(weights.get(o.model, 1.0)),
                 latency=o.latency,
                 cost=o.cost,
+                tool_calls=o.tool_calls,
             )
             for o in outputs
             if o.success
         ]
+        plain = attrs.evolve(base, **_ANSWER_SHAPE) if base is not None else None
 
         async def complete(model: str, messages: list[dict[str, Any]]) -> str:
-            output = await self._call(model, messages, stage="strategy")
+            request = parse_chat_request({"model": model, "messages": messages})
+            if plain is not None:
+                request = attrs.evolve(plain, model=model, messages=request.messages, stream=False)
+            output = await self._call(request, stage="strategy", deadline=deadline)
             extra.append(output)
             if not output.success:
                 raise CooperationError(f"strategy call to {model} failed: {output.error}")
             return output.text
 
+        fmt = base.response_format if base is not None else None
         context = StrategyContext(
-            query=query, complete=complete, models=list(models), settings=dict(settings)
+            query=query,
+            complete=complete,
+            models=list(models),
+            settings=dict(settings),
+            response_format=fmt if isinstance(fmt, dict) else None,
         )
         return await strategy.integrate(candidates, context)
 
@@ -253,7 +378,7 @@ class CooperationScheduler:
 
     async def create_parallel_task(
         self,
-        query: str | list[dict[str, Any]],
+        query: Query,
         models: Sequence[str],
         integration_strategy: str | None = "voting",
         *,
@@ -261,15 +386,34 @@ class CooperationScheduler:
         timeout: float | None = None,
         options: Mapping[str, Any] | None = None,
         on_progress: Progress | None = None,
+        deadline: float | None = None,
     ) -> CooperationResult:
-        """Ask every model at once; integrate the answers with the strategy."""
+        """Ask every model at once; integrate the answers with the strategy.
+
+        Given a :class:`ChatRequest`, every model receives its parameters
+        (``temperature``, ``max_tokens``, ``tools``...); ``deadline`` (a
+        ``time.monotonic()`` value) bounds every call.
+        """
         self._check_models(models)
-        messages = _messages(query)
+        base, messages = self._base(query)
+        if isinstance(query, ChatRequest):
+            self.check(
+                CooperationConfig(
+                    name="", mode="parallel", models=list(models), strategy=integration_strategy
+                ),
+                base,
+            )
         started = time.perf_counter()
         outputs: list[ModelOutput | None] = [None] * len(models)
 
         async def one(i: int, model: str) -> None:
-            outputs[i] = await self._call(model, messages, timeout=timeout, on_progress=on_progress)
+            member = attrs.evolve(base, model=model, stream=False, stream_options=UNSET)
+            # Same messages and parameters as the client's: its own JSON is still the body
+            # (providers set the model and drop "stream" themselves).
+            member.source = base.source
+            outputs[i] = await self._call(
+                member, timeout=timeout, deadline=deadline, on_progress=on_progress
+            )
 
         async with anyio.create_task_group() as tg:
             for i, model in enumerate(models):
@@ -284,17 +428,20 @@ class CooperationScheduler:
             quorum,
             options,
             started,
+            base=base,
+            deadline=deadline,
         )
 
     async def create_sequential_task(
         self,
-        query: str | list[dict[str, Any]],
+        query: Query,
         models: Sequence[str],
         integration_strategy: str | None = None,
         *,
         timeout: float | None = None,
         options: Mapping[str, Any] | None = None,
         on_progress: Progress | None = None,
+        deadline: float | None = None,
     ) -> CooperationResult:
         """Each model sees the task and the previous model's answer and improves it.
 
@@ -302,7 +449,14 @@ class CooperationScheduler:
         strategy integrates every step's answer.
         """
         self._check_models(models)
-        messages = _messages(query)
+        base, messages = self._base(query)
+        if isinstance(query, ChatRequest):
+            self.check(
+                CooperationConfig(
+                    name="", mode="sequential", models=list(models), strategy=integration_strategy
+                ),
+                base,
+            )
         task = _last_user(messages)
         started = time.perf_counter()
         outputs: list[ModelOutput] = []
@@ -310,11 +464,16 @@ class CooperationScheduler:
         for model in models:
             if previous:
                 prompt = render(self.templates["sequential"], {"query": task, "previous": previous})
-                step_messages = [*messages[:-1], {"role": "user", "content": prompt}]
+                step = [*base.messages[:-1], ChatMessage(role="user", content=prompt)]
             else:
-                step_messages = messages
+                step = base.messages
+            member = attrs.evolve(base, model=model, messages=step, stream=False)
             output = await self._call(
-                model, step_messages, timeout=timeout, stage="sequential", on_progress=on_progress
+                member,
+                timeout=timeout,
+                deadline=deadline,
+                stage="sequential",
+                on_progress=on_progress,
             )
             outputs.append(output)
             if output.success:
@@ -322,34 +481,55 @@ class CooperationScheduler:
         if integration_strategy is None:
             return self._result_without_strategy("sequential", outputs, started, quorum=1)
         return await self._finish(
-            "sequential", integration_strategy, task, outputs, models, 1, options, started
+            "sequential",
+            integration_strategy,
+            task,
+            outputs,
+            models,
+            1,
+            options,
+            started,
+            base=base,
+            deadline=deadline,
         )
 
     async def create_pipeline_task(
         self,
-        query: str | list[dict[str, Any]],
+        query: Query,
         pipeline_config: Sequence[Mapping[str, Any]],
         *,
         timeout: float | None = None,
         templates: Mapping[str, str] | None = None,
         on_progress: Progress | None = None,
+        deadline: float | None = None,
     ) -> CooperationResult:
-        """Run stages in order (``{"model": ..., "task": ...}``); each sees the earlier outputs."""
+        """Run stages in order (``{"model": ..., "task": ...}``); each sees the earlier outputs.
+
+        Every stage gets the client's sampling parameters; ``response_format`` only
+        the last, whose answer is the result.
+        """
         if not pipeline_config:
             raise ValidationError("a pipeline needs at least one stage", field="stages", value=[])
         for i, stage in enumerate(pipeline_config):
-            if "model" not in stage:
+            if not isinstance(stage, Mapping) or "model" not in stage:
                 raise ValidationError(
-                    "each stage needs a 'model'", field=f"stages[{i}]", value=dict(stage)
+                    "each stage needs a 'model'", field=f"stages[{i}]", value=stage
                 )
         self._check_models([s["model"] for s in pipeline_config])
+        base, messages = self._base(query)
+        if isinstance(query, ChatRequest):
+            self.check(
+                CooperationConfig(name="", mode="pipeline", stages=list(pipeline_config)), base
+            )
         chosen = {**self.templates, **(templates or {})}
-        messages = _messages(query)
         task = _last_user(messages)
+        system = [m for m in base.messages[:-1] if m.role == "system"]
+        middle = attrs.evolve(base, response_format=UNSET)
         started = time.perf_counter()
         outputs: list[ModelOutput] = []
         previous = task
         history: list[str] = []
+        last = len(pipeline_config) - 1
         for i, stage in enumerate(pipeline_config):
             name = str(stage.get("task") or "answer")
             template = stage.get("prompt") or chosen.get(name)
@@ -363,12 +543,14 @@ class CooperationScheduler:
                 template,
                 {"query": task, "previous": previous, "history": "\n\n".join(history) or task},
             )
-            stage_messages = [
-                *[m for m in messages[:-1] if m.get("role") == "system"],
-                {"role": "user", "content": prompt},
-            ]
+            member = attrs.evolve(
+                base if i == last else middle,
+                model=stage["model"],
+                messages=[*system, ChatMessage(role="user", content=prompt)],
+                stream=False,
+            )
             output = await self._call(
-                stage["model"], stage_messages, timeout=timeout, stage=name, on_progress=on_progress
+                member, timeout=timeout, deadline=deadline, stage=name, on_progress=on_progress
             )
             outputs.append(output)
             if not output.success:
@@ -390,11 +572,12 @@ class CooperationScheduler:
     async def run(
         self,
         cooperation: CooperationConfig,
-        query: str | list[dict[str, Any]],
+        query: Query,
         *,
         on_progress: Progress | None = None,
+        deadline: float | None = None,
     ) -> CooperationResult:
-        """Run a ``[cooperations.NAME]`` entry."""
+        """Run a ``[cooperations.NAME]`` entry (or one made for the request)."""
         options = dict(cooperation.options)
         if cooperation.mode == "pipeline":
             result = await self.create_pipeline_task(
@@ -403,6 +586,7 @@ class CooperationScheduler:
                 timeout=cooperation.timeout,
                 templates=cooperation.templates,
                 on_progress=on_progress,
+                deadline=deadline,
             )
         elif cooperation.mode == "sequential":
             result = await self.create_sequential_task(
@@ -412,8 +596,9 @@ class CooperationScheduler:
                 timeout=cooperation.timeout,
                 options=options,
                 on_progress=on_progress,
+                deadline=deadline,
             )
-        else:
+        elif cooperation.mode == "parallel":
             result = await self.create_parallel_task(
                 query,
                 cooperation.models,
@@ -422,8 +607,15 @@ class CooperationScheduler:
                 timeout=cooperation.timeout,
                 options=options,
                 on_progress=on_progress,
+                deadline=deadline,
             )
-        result.name = cooperation.name
+        else:
+            raise ValidationError(
+                "must be one of sequential, parallel, pipeline",
+                field="mode",
+                value=cooperation.mode,
+            )
+        result.name = cooperation.name or None
         return result
 
     # -- integration ----------------------------------------------------------------
@@ -457,6 +649,9 @@ class CooperationScheduler:
         quorum: int | None,
         options: Mapping[str, Any] | None,
         started: float,
+        *,
+        base: ChatRequest | None = None,
+        deadline: float | None = None,
     ) -> CooperationResult:
         ok = [o for o in outputs if o.success]
         failed = {o.model: o.error or "failed" for o in outputs if not o.success}
@@ -467,7 +662,9 @@ class CooperationScheduler:
                 failures={m: RuntimeError(e) for m, e in failed.items()},
             )
         extra: list[ModelOutput] = []
-        integration = await self._integrate(strategy, query, ok, models, options or {}, extra)
+        integration = await self._integrate(
+            strategy, query, ok, models, options or {}, extra, base, deadline
+        )
         text = integration.text if integration else ok[-1].text
         if integration is not None and failed:
             integration.evidence.setdefault("failed", failed)

@@ -9,9 +9,11 @@ from typing import Annotated, Any
 import anyio
 from cyclopts import App, Parameter
 
+from .._config import CooperationConfig
 from .._coop_eval import evaluate_voting, load_rows
-from .._dispatch import Dispatcher
-from .._errors import ConfigError, ValidationError
+from .._dispatch import MODES, Dispatcher
+from .._errors import ConfigError, UnknownModelError, ValidationError
+from .._wire import parse_chat_request
 from ._common import Common, emit_json, load
 from ._route_cmds import eval_app
 
@@ -54,7 +56,8 @@ def cooperate(
     strategy
         Integration strategy (voting, weighted, ensemble, judge, refine, debate).
     cooperation
-        Run a [cooperations.NAME] entry instead of --models/--mode/--strategy.
+        Run a [cooperations.NAME] entry instead of --models/--mode/--strategy. Without
+        --models or --cooperation, the cooperation [routing] complex names runs.
     quorum
         Answers needed for a parallel run to succeed.
     timeout
@@ -67,16 +70,38 @@ def cooperate(
     if query == "-":
         query = sys.stdin.read()
     config, plugins = load(common)
-    if mode not in ("parallel", "sequential", "pipeline"):
+    if mode not in MODES:
         raise ValidationError(
-            f"{mode!r} is not one of parallel, sequential, pipeline", field="--mode", value=mode
+            f"{mode!r} is not one of {', '.join(MODES)}", field="--mode", value=mode
         )
     if cooperation is None and models is None:
-        raise ConfigError("give --models a,b,c (or --cooperation NAME)", key="--models")
+        cooperation = config.routing.complex
+        if cooperation not in config.cooperations:
+            raise ConfigError(
+                "give --models a,b,c or --cooperation NAME ([routing] complex names no "
+                "cooperation to run by default)",
+                key="--models",
+            )
     if cooperation is not None and cooperation not in config.cooperations:
-        from .._errors import UnknownModelError
-
         raise UnknownModelError(cooperation, list(config.cooperations))
+    if cooperation is not None:
+        spec = config.cooperations[cooperation]
+    else:
+        names = _split(models or "")
+        spec = CooperationConfig(
+            name="cooperation",
+            mode=mode,
+            models=[] if mode == "pipeline" else names,
+            stages=[
+                {"model": m, "task": task}
+                for m, task in zip(names, _pipeline_tasks(len(names)), strict=True)
+            ]
+            if mode == "pipeline"
+            else [],
+            strategy=strategy or ("voting" if mode == "parallel" else None),
+            quorum=quorum,
+            timeout=timeout,
+        )
     live = sys.stderr.isatty() and not json_
 
     def progress(event: str, data: dict[str, Any]) -> None:
@@ -90,34 +115,12 @@ def cooperate(
 
     async def main() -> Any:
         async with Dispatcher(config, plugins=plugins, health_checks=False) as dispatcher:
-            scheduler = dispatcher.scheduler
-            if cooperation is not None:
-                return await scheduler.run(
-                    config.cooperations[cooperation], query, on_progress=progress
-                )
-            names = _split(models or "")
-            if mode == "pipeline":
-                return await scheduler.create_pipeline_task(
-                    query,
-                    [
-                        {"model": m, "task": task}
-                        for m, task in zip(names, _pipeline_tasks(len(names)), strict=True)
-                    ],
-                    timeout=timeout,
-                    on_progress=progress,
-                )
-            if mode == "sequential":
-                return await scheduler.create_sequential_task(
-                    query, names, strategy, timeout=timeout, on_progress=progress
-                )
-            return await scheduler.create_parallel_task(
-                query,
-                names,
-                strategy or "voting",
-                quorum=quorum,
-                timeout=timeout,
-                on_progress=progress,
+            request = parse_chat_request(
+                {"model": spec.name, "messages": [{"role": "user", "content": query}]}
             )
+            plan = dispatcher.plan_cooperation(request, spec)
+            done = await dispatcher.run(plan, on_progress=progress)
+            return done.cooperation
 
     result = anyio.run(main)
     if record is not None:

@@ -31,10 +31,12 @@ import attrs
 import sniffio
 
 from .. import __version__
-from .._config import SystemConfig
+from .._config import CooperationConfig, SystemConfig
 from .._dispatch import Dispatcher, Progress
 from .._errors import CoopError
+from .._plan import Limits, Plan
 from .._plugins import Plugins
+from .._routing import RouteDecision
 from .._wire import ChatChunk, chunk_to_sse, parse_chat_request, response_json, to_wire
 from ._http import (
     ClientDisconnected,
@@ -359,33 +361,34 @@ class GatewayApp:
             )
         return _parse_json(body)
 
-    async def chat_completions(
-        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
-    ) -> None:
-        data = await self._request_json(receive, ctx)
+    def _plan(self, ctx: RequestContext, data: Any) -> Plan:
+        """The one plan for this request: limits from headers or body, resolved once."""
         max_cost, max_latency = _limits(ctx, data)
         request = parse_chat_request(data)
         assert self.dispatcher is not None
-        target, decision = self.dispatcher.resolve(
-            request, max_cost=max_cost, max_latency=max_latency
-        )
-        if decision is not None:
-            ctx.response_headers.append(
-                (b"x-coop-route", f"{decision.tier}/{decision.task_type}".encode())
-            )
-        routed = attrs.evolve(request, model=target) if target != request.model else request
-        ctx.model = target
-        if request.stream is True:
-            await self._guard(receive, self._stream(routed, send, ctx, _chat_sse))
+        limits = Limits(max_cost, max_latency, time.monotonic() + self._timeout)
+        plan = self.dispatcher.plan(request, limits=limits)
+        ctx.model = plan.target
+        return plan
+
+    async def chat_completions(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        plan = self._plan(ctx, await self._request_json(receive, ctx))
+        assert self.dispatcher is not None
+        if plan.decision is not None:
+            ctx.response_headers.append(_route_header(plan.decision))
+        if plan.request.stream is True:
+            await self._guard(receive, self._stream(plan, send, ctx, _chat_sse))
             return
-        result = await self._guard(receive, self.dispatcher.complete(routed))
+        result = await self._guard(receive, self.dispatcher.run(plan))
         ctx.model, ctx.deployment = result.model, result.deployment
         ctx.response_headers += _coop_headers(result.model, result.deployment, result.cost)
         await send_bytes(send, 200, response_json(result.response), _JSON)
 
     async def _stream(
         self,
-        request: Any,
+        plan: Plan,
         send: Send,
         ctx: RequestContext,
         encode: Callable[[ChatChunk], bytes | None],
@@ -407,12 +410,12 @@ class GatewayApp:
                 started = True
                 headers = [
                     *_SSE_HEADERS,
-                    *_coop_headers(ctx.model or request.model, ctx.deployment, None),
+                    *_coop_headers(ctx.model or plan.target, ctx.deployment, None),
                 ]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
 
         # an async generator: closing it closes the upstream response on every exit path
-        stream = cast(AsyncGenerator[Any, None], self.dispatcher.stream(request, on_start=on_start))
+        stream = cast(AsyncGenerator[Any, None], self.dispatcher.stream(plan, on_start=on_start))
         try:
             async for item in stream:
                 if isinstance(item, Progress):
@@ -459,16 +462,14 @@ class GatewayApp:
             if value is not None and not (type(value) is type(neutral) and value == neutral):
                 raise HTTPError(400, f"{name} is not supported on /v1/completions", param=name)
         data["messages"] = [{"role": "user", "content": prompt}]
-        max_cost, max_latency = _limits(ctx, data)
-        request = parse_chat_request(data)
+        plan = self._plan(ctx, data)
         assert self.dispatcher is not None
-        target, _ = self.dispatcher.resolve(request, max_cost=max_cost, max_latency=max_latency)
-        routed = attrs.evolve(request, model=target) if target != request.model else request
-        ctx.model = target
-        if request.stream is True:
-            await self._guard(receive, self._stream(routed, send, ctx, _completion_sse))
+        if plan.decision is not None:
+            ctx.response_headers.append(_route_header(plan.decision))
+        if plan.request.stream is True:
+            await self._guard(receive, self._stream(plan, send, ctx, _completion_sse))
             return
-        result = await self._guard(receive, self.dispatcher.complete(routed))
+        result = await self._guard(receive, self.dispatcher.run(plan))
         ctx.model, ctx.deployment = result.model, result.deployment
         ctx.response_headers += _coop_headers(result.model, result.deployment, result.cost)
         response = to_wire(result.response)
@@ -533,6 +534,7 @@ class GatewayApp:
         await send_json(send, 200, {"object": "list", "data": data})
 
     async def route(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        """The decision ``model="auto"`` would get for this body (tools and attachments count)."""
         data = await self._request_json(receive, ctx)
         if (
             isinstance(data, dict)
@@ -541,54 +543,47 @@ class GatewayApp:
         ):
             data["messages"] = [{"role": "user", "content": data.pop("prompt")}]
         if isinstance(data, dict):
-            data.setdefault("model", "auto")
-        max_cost, max_latency = _limits(ctx, data)
-        request = parse_chat_request(data)
-        assert self.dispatcher is not None
-        decision = self.dispatcher.route(request, max_cost=max_cost, max_latency=max_latency)
-        await send_json(send, 200, decision.to_dict())
+            data["model"] = "auto"
+        plan = self._plan(ctx, data)
+        assert plan.decision is not None
+        body = plan.decision.to_dict()
+        body["plan"] = {
+            "kind": plan.kind,
+            "target": plan.target,
+            "cascade": None
+            if plan.cascade is None
+            else dict(zip(("cheap", "strong", "samples"), plan.cascade, strict=True)),
+        }
+        await send_json(send, 200, body)
 
     async def cooperate(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
+        """An ad-hoc cooperation: ``{"query" | "messages", "mode", "models" | "stages", ...}``.
+
+        Every OpenAI chat parameter in the body (``temperature``, ``tools``...) reaches
+        the members, as on ``/v1/chat/completions``.
+        """
         data = await self._request_json(receive, ctx)
         if not isinstance(data, dict):
             raise HTTPError(400, "request body must be a JSON object")
         assert self.dispatcher is not None
-        scheduler = self.dispatcher.scheduler
-        query: Any = data.get("messages") or data.get("query") or data.get("prompt")
-        if not query or not isinstance(query, str | list):
+        cooperation = _cooperation_of(data)
+        query: Any = data.pop("messages", None) or data.pop("query", None) or data.pop("prompt", None)
+        if isinstance(query, str):
+            query = [{"role": "user", "content": query}]
+        if not query or not isinstance(query, list):
             raise HTTPError(400, "give 'query' (a string) or 'messages'", param="query")
-        mode = data.get("mode", "parallel")
-        strategy = data.get("strategy")
-        options = data.get("options") or {}
-        if mode == "pipeline":
-            work = scheduler.create_pipeline_task(
-                query, data.get("stages") or [], timeout=data.get("timeout")
-            )
-        elif mode == "sequential":
-            work = scheduler.create_sequential_task(
-                query,
-                data.get("models") or [],
-                strategy,
-                timeout=data.get("timeout"),
-                options=options,
-            )
-        elif mode == "parallel":
-            work = scheduler.create_parallel_task(
-                query,
-                data.get("models") or [],
-                strategy or "voting",
-                quorum=data.get("quorum"),
-                timeout=data.get("timeout"),
-                options=options,
-            )
-        else:
-            raise HTTPError(
-                400, f"mode {mode!r} is not one of sequential, parallel, pipeline", param="mode"
-            )
-        result = await self._guard(receive, work)
-        await send_json(send, 200, result.to_dict())
+        data["messages"] = query
+        data["model"] = cooperation.name
+        max_cost, max_latency = _limits(ctx, data)
+        request = parse_chat_request(data)
+        limits = Limits(max_cost, max_latency, time.monotonic() + self._timeout)
+        plan = self.dispatcher.plan_cooperation(request, cooperation, limits=limits)
+        ctx.model = plan.target
+        result = await self._guard(receive, self.dispatcher.run(plan))
+        assert result.cooperation is not None
+        await send_json(send, 200, result.cooperation.to_dict())
 
     # -- health and status --------------------------------------------------------------
 
@@ -648,6 +643,50 @@ class GatewayApp:
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+#: ``/v1/cooperate`` keys that describe the cooperation; the rest is the chat request.
+_COOPERATION_KEYS = ("mode", "models", "stages", "strategy", "quorum", "timeout", "options")
+
+
+def _cooperation_of(data: dict[str, Any]) -> CooperationConfig:
+    """The ad-hoc cooperation a ``/v1/cooperate`` body describes (its keys are removed)."""
+    spec = {key: data.pop(key) for key in _COOPERATION_KEYS if key in data}
+    mode = spec.get("mode", "parallel")
+    if mode not in ("sequential", "parallel", "pipeline"):
+        raise HTTPError(
+            400, f"mode {mode!r} is not one of sequential, parallel, pipeline", param="mode"
+        )
+    checks: dict[str, tuple[type | tuple[type, ...], str]] = {
+        "models": (list, "a list of model names"),
+        "stages": (list, 'a list of {"model": ..., "task": ...} objects'),
+        "strategy": (str, "a strategy name"),
+        "quorum": (int, "a positive integer"),
+        "timeout": ((int, float), "a number of seconds"),
+        "options": (dict, "an object"),
+    }
+    for key, (kind, what) in checks.items():
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise HTTPError(400, f"{key} must be {what}, got {value!r}"[:300], param=key)
+    if isinstance(spec.get("timeout"), int | float) and not spec["timeout"] > 0:
+        raise HTTPError(400, "timeout must be > 0", param="timeout")
+    if isinstance(spec.get("quorum"), int) and spec["quorum"] < 1:
+        raise HTTPError(400, "quorum must be >= 1", param="quorum")
+    return CooperationConfig(
+        name="cooperation",
+        mode=mode,
+        models=[str(m) for m in spec.get("models") or []],
+        strategy=spec.get("strategy"),
+        stages=list(spec.get("stages") or []),
+        quorum=spec.get("quorum"),
+        timeout=spec.get("timeout"),
+        options=dict(spec.get("options") or {}),
+    )
+
+
+def _route_header(decision: RouteDecision) -> tuple[bytes, bytes]:
+    return (b"x-coop-route", f"{decision.tier}/{decision.task_type}".encode())
 
 
 def _coop_headers(

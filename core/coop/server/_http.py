@@ -20,6 +20,7 @@ from .._errors import (
     CoopError,
     RateLimitError,
     UnknownModelError,
+    UnsupportedParameterError,
     UpstreamError,
     UpstreamNotFoundError,
     UpstreamTimeoutError,
@@ -94,6 +95,8 @@ def error_for(exc: BaseException) -> HTTPError:
     """
     if isinstance(exc, HTTPError):
         return exc
+    if isinstance(exc, UnsupportedParameterError):
+        return HTTPError(400, str(exc), param=exc.field, code="unsupported_parameter")
     if isinstance(exc, ValidationError):
         return HTTPError(400, str(exc), param=exc.field, code="invalid_value")
     if isinstance(exc, UnknownModelError):

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import anyio
 import attrs
-from coop import Analysis, CooperationError, Router, ValidationError
+from coop import Analysis, CascadingRouter, CooperationError, ValidationError
 from coop_rules import RulesRouter
 
 __all__ = [
@@ -179,7 +179,7 @@ class CascadeResult:
         return data
 
 
-class CascadeRouter(Router):
+class CascadeRouter(CascadingRouter):
     """Cheap model first, strong model when the cheap samples disagree (FrugalGPT).
 
     Settings: ``threshold`` (agreement needed to keep the cheap answer, 0–1;
