@@ -14,12 +14,15 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._dotenv import read_dotenv
 from ._errors import ConfigError, MissingSecretError, did_you_mean
+
+if TYPE_CHECKING:
+    from ._plugins import Plugins
 
 __all__ = [
     "CooperationConfig",
@@ -237,17 +240,30 @@ class SystemConfig:
 
     @classmethod
     def discover(
-        cls, explicit: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+        cls,
+        explicit: str | os.PathLike[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        plugins: Plugins | None = None,
     ) -> SystemConfig:
         """Find coop.toml (``--config``, ``$COOP_CONFIG``, ``./coop.toml``, user dir), read
-        ``.env`` and the seed's variables; fall back to the embedded simulated setup."""
+        ``.env`` and the seed's variables; fall back to the embedded simulated setup.
+
+        Without a file the configuration depends on what is installed (the best
+        router): ``plugins`` is the loaded :class:`coop.Plugins`, loaded here when not
+        given.
+        """
         path = find_config(explicit)
         load_env_file(path.parent / ".env" if path else Path.cwd() / ".env")
         if path is not None:
             return cls.load(path, env=env)
-        data = _seed_env_config(os.environ if env is None else env)
+        if plugins is None:
+            from ._plugins import load_plugins  # the plugin manager, never a plugin itself
+
+            plugins = load_plugins()
+        data = _seed_env_config(os.environ if env is None else env, plugins)
         if data is None:
-            data = embedded_default()
+            data = embedded_default(**_installed_choices(plugins))
             config = _build(data, source="(embedded default)", text="", env=env)
             config.embedded = True
             return config
@@ -298,8 +314,13 @@ def load_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def _seed_env_config(env: Mapping[str, str]) -> dict[str, Any] | None:
-    """``BASE_URL`` + ``API_KEY`` (the original system's variables) → endpoint ``default``."""
+def _seed_env_config(
+    env: Mapping[str, str], plugins: Plugins | None = None
+) -> dict[str, Any] | None:
+    """``BASE_URL`` + ``API_KEY`` (the original system's variables) → endpoint ``default``.
+
+    ``plugins`` (a :class:`coop.Plugins`) tells which router and strategies are installed.
+    """
     server: dict[str, Any] = {}
     if env.get("SERVER_HOST"):
         server["host"] = env["SERVER_HOST"]
@@ -308,7 +329,7 @@ def _seed_env_config(env: Mapping[str, str]) -> dict[str, Any] | None:
     if not env.get("BASE_URL"):
         if not server and not env.get("LOG_LEVEL"):
             return None
-        data = embedded_default()
+        data = embedded_default(**_installed_choices(plugins))
         data.setdefault("server", {}).update(server)
         if env.get("LOG_LEVEL"):
             data["log_level"] = env["LOG_LEVEL"].upper()
@@ -332,6 +353,18 @@ def _seed_env_config(env: Mapping[str, str]) -> dict[str, Any] | None:
     return data
 
 
+def _installed_choices(plugins: Plugins | None) -> dict[str, Any]:
+    """The best router installed (``classifier``, else the essential ``rules``) and
+    whether the ``voting`` strategy is there for a council."""
+    if plugins is None:
+        return {"router": "rules", "voting": True}
+    routers = plugins.names("router")
+    return {
+        "router": "classifier" if "classifier" in routers else "rules",
+        "voting": "voting" in plugins.names("strategy"),
+    }
+
+
 def _env_int(value: str, name: str) -> int:
     try:
         return int(value)
@@ -339,9 +372,14 @@ def _env_int(value: str, name: str) -> int:
         raise ConfigError(f"expected an integer, got {value!r}", key=name) from None
 
 
-def embedded_default() -> dict[str, Any]:
-    """The offline setup used when there is no coop.toml and no keys: simulated models."""
-    return {
+def embedded_default(*, router: str = "rules", voting: bool = True) -> dict[str, Any]:
+    """The offline setup used when there is no coop.toml and no keys: simulated models.
+
+    ``router`` is the router to use (discovery picks ``classifier`` when it is
+    installed, else the essential ``rules``); without the ``voting`` strategy there is
+    no ``council`` and the complex tier goes to ``sim-large``.
+    """
+    data: dict[str, Any] = {
         "endpoints": {"simulated": {"provider": "simulated"}},
         "models": {
             "sim-light": {
@@ -364,19 +402,21 @@ def embedded_default() -> dict[str, Any]:
             },
         },
         "routing": {
-            "router": "classifier",
+            "router": router,
             "light": "sim-light",
             "reasoning": "sim-reasoning",
-            "complex": "council",
+            "complex": "council" if voting else "sim-large",
         },
-        "cooperations": {
+    }
+    if voting:
+        data["cooperations"] = {
             "council": {
                 "mode": "parallel",
                 "models": ["sim-reasoning", "sim-large", "sim-light"],
                 "strategy": "voting",
             }
-        },
-    }
+        }
+    return data
 
 
 # -- parsing and validation ---------------------------------------------------------
