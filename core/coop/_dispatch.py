@@ -83,10 +83,6 @@ class DispatchResult:
         }
 
 
-def _messages_of(request: ChatRequest) -> list[dict[str, Any]]:
-    return to_wire(request)["messages"]
-
-
 class Dispatcher:
     """``async with Dispatcher(config) as d: await d.run(d.plan(request))``."""
 
@@ -138,14 +134,23 @@ class Dispatcher:
 
     # -- planning ----------------------------------------------------------------------
 
-    def route(self, request: ChatRequest, *, limits: Limits | None = None) -> RouteDecision:
-        """The router's decision for ``request`` (tools and attachments count)."""
+    def route(
+        self,
+        request: ChatRequest,
+        *,
+        limits: Limits | None = None,
+        needs: frozenset[str] | None = None,
+    ) -> RouteDecision:
+        """The router's decision for ``request`` (tools and attachments count).
+
+        ``needs`` is :func:`honourable_parameters` of the request, when already known.
+        """
         limits = limits or Limits()
         return self.policy.decide(
-            _messages_of(request),
+            request.wire_messages(),
             max_cost=limits.max_cost,
             max_latency=limits.max_latency,
-            needs=honourable_parameters(request),
+            needs=honourable_parameters(request) if needs is None else needs,
             tools=len(request.tools) if isinstance(request.tools, list) else 0,
         )
 
@@ -158,13 +163,13 @@ class Dispatcher:
         limits = limits or Limits()
         name = request.model
         if name == "auto":
-            decision = self.route(request, limits=limits)
+            used = honourable_parameters(request)
+            decision = self.route(request, limits=limits, needs=used)
             if decision.target_kind == "cooperation":
                 return self._cooperation_plan(
                     request, self.config.cooperations[decision.target], limits, decision
                 )
             if isinstance(self.router, CascadingRouter):
-                used = honourable_parameters(request)
                 if not used:
                     return self._cascade_plan(request, decision, limits)
                 decision.reasons.append(
@@ -172,11 +177,7 @@ class Dispatcher:
                     f"carries {', '.join(sorted(used))}; sent to {decision.target}"
                 )
             return Plan(
-                "model",
-                decision.target,
-                attrs.evolve(request, model=decision.target),
-                limits,
-                decision,
+                "model", decision.target, _retarget(request, decision.target), limits, decision
             )
         if name in self.config.models:
             return Plan("model", name, request, limits)
@@ -221,7 +222,7 @@ class Dispatcher:
         return Plan(
             "cooperation",
             target,
-            attrs.evolve(request, model=target),
+            _retarget(request, target),
             limits,
             decision,
             cooperation=cooperation,
@@ -265,7 +266,9 @@ class Dispatcher:
             return await self._run_cooperation(plan, started, on_progress)
         if plan.kind == "cascade":
             return await self._run_cascade(plan, started)
-        chat = await self.engine.chat(plan.request, model=plan.target, deadline=plan.limits.deadline)
+        chat = await self.engine.chat(
+            plan.request, model=plan.target, deadline=plan.limits.deadline
+        )
         return DispatchResult(
             response=chat.response,
             model=chat.model,
@@ -333,13 +336,15 @@ class Dispatcher:
         async def complete(model: str, messages: list[dict[str, Any]]) -> tuple[str, float]:
             member = attrs.evolve(request, model=model, stream=False)
             if messages is not original:  # a router may ask its own question
-                member.messages = parse_chat_request({"model": model, "messages": messages}).messages
+                member.messages = parse_chat_request(
+                    {"model": model, "messages": messages}
+                ).messages
             result = await self.engine.chat(member, model=model, deadline=deadline)
             usage_total["prompt_tokens"] += result.usage.prompt_tokens or 0
             usage_total["completion_tokens"] += result.usage.completion_tokens or 0
             return result.text, result.cost
 
-        original = _messages_of(request)
+        original = request.wire_messages()
         outcome = await self.router.run(
             original, complete=complete, cheap=cheap, strong=strong, samples=samples
         )
@@ -424,6 +429,16 @@ class Dispatcher:
                         yield content
 
 
+def _retarget(request: ChatRequest, model: str) -> ChatRequest:
+    """``request`` for another target, with the client's JSON kept as the upstream body
+    (providers write the upstream model id into it themselves)."""
+    if request.model == model:
+        return request
+    routed = attrs.evolve(request, model=model)
+    routed.source = request.source
+    return routed
+
+
 def _cooperation_response(name: str, result: CooperationResult, usage: Usage) -> ChatResponse:
     """The cooperation's answer as a chat completion.
 
@@ -468,4 +483,3 @@ def _answer_chunks(result: DispatchResult, request: ChatRequest) -> list[ChatChu
     if isinstance(options, dict) and options.get("include_usage"):
         chunks.append(ChatChunk.build(model, id=ident, created=created, usage=result.usage))
     return chunks
-

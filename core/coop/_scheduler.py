@@ -321,7 +321,7 @@ class CooperationScheduler:
         if isinstance(query, ChatRequest):
             if not query.messages:
                 raise ValidationError("empty query", field="messages", value=[])
-            return query, to_wire(query)["messages"]
+            return query, query.wire_messages()
         messages = _messages(query)
         return parse_chat_request({"model": "cooperation", "messages": messages}), messages
 

@@ -250,6 +250,19 @@ class ChatRequest(_Wire):
         default=None, init=False, eq=False, metadata={"wire": False}
     )
 
+    def wire_messages(self) -> list[dict[str, Any]]:
+        """The messages as OpenAI-shaped dicts (what routers and templates read).
+
+        The client's own JSON when the request was parsed from it: nothing is written
+        out again. Read-only: a caller that edits them builds a new request instead.
+        """
+        source = self.source
+        if source is not None:
+            messages = source.get("messages")
+            if isinstance(messages, list):
+                return messages
+        return [to_wire(message) for message in self.messages]
+
     def prompt_text(self) -> str:
         """The text of every message, joined by newlines (what routers analyse)."""
         return "\n".join(t for t in (m.text for m in self.messages) if t)

@@ -569,7 +569,9 @@ class GatewayApp:
             raise HTTPError(400, "request body must be a JSON object")
         assert self.dispatcher is not None
         cooperation = _cooperation_of(data)
-        query: Any = data.pop("messages", None) or data.pop("query", None) or data.pop("prompt", None)
+        query: Any = (
+            data.pop("messages", None) or data.pop("query", None) or data.pop("prompt", None)
+        )
         if isinstance(query, str):
             query = [{"role": "user", "content": query}]
         if not query or not isinstance(query, list):
