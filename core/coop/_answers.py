@@ -31,6 +31,7 @@ matches it) — use one rule for every answer you compare.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -312,7 +313,7 @@ def _iter_numbers(
         if m["sign"]:
             value = -value
         hits.append((m.start(), m.end(), value, m.group(0)))
-    if chinese:
+    if chinese and not text.isascii():  # Chinese numerals are never ASCII
         # 一共, 一起, 万一...: words, not numbers. Blank them, keeping positions.
         masked = _CN_WORDS_RE.sub(lambda m: " " * len(m.group(0)), text)
         for m in _CN_RUN_RE.finditer(masked):
@@ -570,11 +571,7 @@ def extract_answer(
     if not text or not text.strip():
         return None
     clean = _clean(text)
-    given = (
-        {v for _, v, _ in _iter_numbers(_clean(question), chinese=True, percent=percent)}
-        if question
-        else set()
-    )
+    given = _given_numbers(question, percent) if question else frozenset()
 
     boxed = _boxed(clean)
     if boxed is not None:
@@ -620,6 +617,15 @@ def extract_answer(
     return _last_number(clean, percent, given)
 
 
+@functools.lru_cache(maxsize=256)
+def _given_numbers(question: str, percent: PercentRule) -> frozenset[Fraction]:
+    """The numbers a question already states. Cached: a vote reads one question for
+    every candidate, and an evaluation reads each question once per model."""
+    return frozenset(
+        v for _, v, _ in _iter_numbers(_clean(question), chinese=True, percent=percent)
+    )
+
+
 _TRAILING_BOOL_RE = re.compile(r"(?:^|[.?!:;。？！：；]\s*)(yes|no|是|否|对|错)[\s.!。！]*$", re.I)
 
 
@@ -634,7 +640,7 @@ _SENTENCE_SPLIT = re.compile(r"\n+|(?<=[.!?;。！？；])\s+|(?<=[。！？；]
 
 
 def _last_number(
-    text: str, percent: PercentRule, given: set[Fraction], *, short: bool = False
+    text: str, percent: PercentRule, given: frozenset[Fraction], *, short: bool = False
 ) -> Answer | None:
     """The answer in the last sentence holding a number.
 
