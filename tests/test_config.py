@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from coop import ConfigError, MissingSecretError, SystemConfig
+from coop import ConfigError, MissingSecretError, SystemConfig, load_plugins
+from coop._config import guess_tier, list_endpoint_models
+from fakes import FakeOpenAI, Fault
 
 GOOD = """\
 [server]
@@ -151,7 +154,8 @@ def test_seed_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("COOP_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "none"))
     (tmp_path / ".env").write_text(
-        'BASE_URL=http://127.0.0.1:9/v1\nAPI_KEY="sk-test"  \n# comment\nSERVER_PORT=8123\nexport LOG_LEVEL=debug\n'
+        'BASE_URL=http://127.0.0.1:9/v1\nAPI_KEY="sk-test"  \n# comment\nSERVER_PORT=8123\n'
+        "export LOG_LEVEL=debug\nMODELS=gpt-4o-mini, Qwen/Qwen3-8B\n"
     )
     for name in ("BASE_URL", "API_KEY", "SERVER_PORT", "LOG_LEVEL", "MODELS"):
         # setenv first so that undoing restores "unset" even after .env filled it in
@@ -162,6 +166,147 @@ def test_seed_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert config.endpoints["default"].resolved_api_keys() == ["sk-test"]
     assert config.server.port == 8123
     assert config.log_level == "DEBUG"
+    # MODELS names the models: no discovery call (nothing listens on port 9)
+    assert {m: config.models[m].deployments[0].path for m in config.models} == {
+        "gpt_4o_mini": "gpt-4o-mini",
+        "qwen3_8b": "Qwen/Qwen3-8B",
+    }
+    assert config.routing.light == "gpt_4o_mini"
+
+
+# -- BASE_URL + API_KEY alone: a preset's catalogue, else the endpoint's own list -----------
+
+
+def seed(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SystemConfig:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COOP_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "none"))
+    return SystemConfig.discover(env=env)
+
+
+def test_preset_base_url_takes_the_preset_catalogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = seed(
+        {"BASE_URL": "https://api2.aigcbest.top/v1/", "API_KEY": "sk-x"}, tmp_path, monkeypatch
+    )
+    assert config.source == "(environment)"
+    endpoint = config.endpoints["default"]
+    assert endpoint.provider == "aigcbest" and endpoint.api_keys == ["env:API_KEY"]
+    assert config.model_names() == ["deepseek_v3", "qwen3_32b", "qwen3_8b"]
+    assert config.models["qwen3_8b"].context_window == 32_768
+    assert config.models["qwen3_32b"].price.output == 2.4
+    routing = config.routing
+    assert (routing.light, routing.reasoning, routing.complex) == (
+        "qwen3_8b",
+        "qwen3_32b",
+        "deepseek_v3",
+    )
+    assert routing.router == "classifier"  # installed here; else the essential "rules"
+
+
+def test_other_base_url_discovers_the_endpoints_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "Qwen/Qwen3-8B", "o3"]
+    with FakeOpenAI(api_keys=["sk-good"], models=models) as up:
+        config = seed({"BASE_URL": up.base_url, "API_KEY": "sk-good"}, tmp_path, monkeypatch)
+        (listing,) = up.requests
+    assert (listing.method, listing.path, listing.api_key) == ("GET", "/v1/models", "sk-good")
+    assert config.endpoints["default"].provider == "openai"
+    tiers = {name: model.tier for name, model in config.models.items()}
+    assert tiers == {
+        "gpt_4o_mini": "light",
+        "gpt_4o": "reasoning",
+        "qwen3_8b": "light",
+        "o3": "reasoning",
+    }
+    assert (config.routing.light, config.routing.reasoning) == ("gpt_4o_mini", "gpt_4o")
+    assert config.routing.complex == "council"
+    council = config.cooperations["council"]
+    assert (council.mode, council.strategy) == ("parallel", "voting")
+    assert council.models == ["gpt_4o", "gpt_4o_mini", "o3"]
+
+
+def test_one_discovered_model_serves_every_tier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeOpenAI(models=["llama3.1:8b"]) as up:
+        config = seed({"BASE_URL": up.base_url}, tmp_path, monkeypatch)
+    assert config.model_names() == ["llama3_1_8b"] and not config.cooperations
+    assert config.endpoints["default"].api_keys == []
+    assert {config.routing.light, config.routing.reasoning, config.routing.complex} == {
+        "llama3_1_8b"
+    }
+
+
+def test_discovery_errors_name_base_url_and_status_never_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeOpenAI(api_keys=["sk-good"]) as up:
+        with pytest.raises(ConfigError) as caught:
+            seed({"BASE_URL": up.base_url, "API_KEY": "sk-wrong-key-1234"}, tmp_path, monkeypatch)
+        message = str(caught.value)
+        assert caught.value.key == "BASE_URL"
+        assert f"GET {up.base_url}/models" in message and "HTTP 401" in message
+        assert "API_KEY" in message and "MODELS=" in message
+        assert "sk-wrong" not in message and "1234" not in message
+
+        up.queue_fault(Fault.status(503))
+        with pytest.raises(ConfigError, match="HTTP 503"):
+            list_endpoint_models(up.base_url, "sk-good")
+        up.queue_fault(Fault.status(200, {"models": "none"}))
+        with pytest.raises(ConfigError, match="OpenAI's list format"):
+            list_endpoint_models(up.base_url, "sk-good")
+        up.models = ["text-embedding-3-small"]
+        with pytest.raises(ConfigError, match="no chat models"):
+            list_endpoint_models(up.base_url, "sk-good")
+
+        up.queue_fault(Fault.stall())
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=r"within 0\.5 s"):
+            list_endpoint_models(up.base_url, "sk-good", timeout=0.5)
+        assert time.monotonic() - started < 3
+
+    with pytest.raises(ConfigError, match="could not list the models at GET") as caught:
+        list_endpoint_models(up.base_url, "sk-good")  # nothing listens there any more
+    assert up.base_url in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "tier"),
+    [
+        ("gpt-4o-mini", "light"),
+        ("gemini-2.5-flash", "light"),
+        ("claude-3-5-haiku-latest", "light"),
+        ("Qwen/Qwen3-8B", "light"),
+        ("meta-llama/Llama-3.2-1B-Instruct", "light"),
+        ("mistral-small-24b", "light"),
+        ("o4-mini", "reasoning"),
+        ("deepseek-reasoner", "reasoning"),
+        ("deepseek-ai/DeepSeek-R1", "reasoning"),
+        ("gemini-2.5-flash-thinking", "reasoning"),
+        ("Qwen/QwQ-32B", "reasoning"),
+        ("mistral-large-latest", "reasoning"),
+        ("llama-3.1-70b-instruct", "reasoning"),
+        ("mixtral-8x7b", "reasoning"),
+        ("Qwen/Qwen3-32B", "reasoning"),
+        ("gpt-4o", "reasoning"),
+        ("deepseek-chat", "reasoning"),
+    ],
+)
+def test_guess_tier(model: str, tier: str) -> None:
+    assert guess_tier(model) == tier
+
+
+def test_embedded_default_uses_what_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert seed({}, tmp_path, monkeypatch).routing.router == "classifier"
+    monkeypatch.setenv("COOP_PLUGINS", "simulated")  # only the essential plugins load
+    config = SystemConfig.discover(None, env={}, plugins=load_plugins())
+    assert config.embedded and config.routing.router == "rules"
+    assert not config.cooperations and config.routing.complex == "sim-large"
 
 
 def test_unreadable_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

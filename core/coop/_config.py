@@ -9,6 +9,7 @@ so a missing variable only matters for the endpoint that needs it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -20,6 +21,7 @@ import attrs
 
 from ._dotenv import read_dotenv
 from ._errors import ConfigError, MissingSecretError, did_you_mean
+from ._providers import ModelInfo
 
 if TYPE_CHECKING:
     from ._plugins import Plugins
@@ -249,9 +251,10 @@ class SystemConfig:
         """Find coop.toml (``--config``, ``$COOP_CONFIG``, ``./coop.toml``, user dir), read
         ``.env`` and the seed's variables; fall back to the embedded simulated setup.
 
-        Without a file the configuration depends on what is installed (the best
-        router): ``plugins`` is the loaded :class:`coop.Plugins`, loaded here when not
-        given.
+        Without a file the configuration depends on what is installed (a provider's
+        preset for ``BASE_URL``, the best router): ``plugins`` is the loaded
+        :class:`coop.Plugins`, loaded here when not given. With ``BASE_URL`` and no
+        preset or ``MODELS``, this lists the endpoint's models (one bounded HTTP call).
         """
         path = find_config(explicit)
         load_env_file(path.parent / ".env" if path else Path.cwd() / ".env")
@@ -317,9 +320,13 @@ def load_env_file(path: Path) -> dict[str, str]:
 def _seed_env_config(
     env: Mapping[str, str], plugins: Plugins | None = None
 ) -> dict[str, Any] | None:
-    """``BASE_URL`` + ``API_KEY`` (the original system's variables) → endpoint ``default``.
+    """The original system's variables → a configuration, or None when none is set.
 
-    ``plugins`` (a :class:`coop.Plugins`) tells which router and strategies are installed.
+    ``BASE_URL`` (+ ``API_KEY``) gives an endpoint named ``default`` and its models:
+    ``MODELS=a,b`` names them; else, when ``BASE_URL`` is an installed provider's preset
+    URL, that preset's catalogue (and that provider); else the models the endpoint lists
+    at ``GET {BASE_URL}/models``. ``[routing]`` gets a target per tier. ``plugins`` (a
+    :class:`coop.Plugins`) tells which presets, routers and strategies are installed.
     """
     server: dict[str, Any] = {}
     if env.get("SERVER_HOST"):
@@ -334,18 +341,21 @@ def _seed_env_config(
         if env.get("LOG_LEVEL"):
             data["log_level"] = env["LOG_LEVEL"].upper()
         return data
-    endpoint: dict[str, Any] = {"provider": "openai", "base_url": env["BASE_URL"]}
-    if env.get("API_KEY"):
+    base_url = env["BASE_URL"].strip()
+    api_key = env.get("API_KEY") or None
+    provider, preset = _preset_for(base_url, plugins.presets() if plugins is not None else {})
+    endpoint: dict[str, Any] = {"provider": provider or "openai", "base_url": base_url}
+    if api_key:
         endpoint["api_keys"] = ["env:API_KEY"]
-    models = {}
-    for raw in (env.get("MODELS") or "").split(","):
-        upstream = raw.strip()
-        if upstream:
-            models[re.sub(r"[^A-Za-z0-9_]+", "_", upstream.split("/")[-1]).lower()] = {
-                "endpoint": "default",
-                "path": upstream,
-            }
-    data: dict[str, Any] = {"endpoints": {"default": endpoint}, "models": models}
+    listed = [m.strip() for m in (env.get("MODELS") or "").split(",") if m.strip()]
+    if listed:
+        catalogue = [(preset.model(m) if preset else None) or ModelInfo(m) for m in listed]
+    elif preset is not None:
+        catalogue = list(preset.models)
+    else:
+        catalogue = [ModelInfo(m) for m in list_endpoint_models(base_url, api_key)]
+    data: dict[str, Any] = {"endpoints": {"default": endpoint}}
+    data.update(_seed_models(catalogue, **_installed_choices(plugins)))
     if server:
         data["server"] = server
     if env.get("LOG_LEVEL"):
@@ -363,6 +373,178 @@ def _installed_choices(plugins: Plugins | None) -> dict[str, Any]:
         "router": "classifier" if "classifier" in routers else "rules",
         "voting": "voting" in plugins.names("strategy"),
     }
+
+
+def _url_key(url: str) -> str:
+    return url.strip().rstrip("/").lower()
+
+
+def _preset_for(base_url: str, presets: Mapping[str, Any]) -> tuple[str | None, Any]:
+    """The provider whose preset serves ``base_url`` with a model catalogue, if any."""
+    for provider, preset in presets.items():
+        if preset.models and _url_key(preset.base_url) == _url_key(base_url):
+            return provider, preset
+    return None, None
+
+
+# Tier heuristics for model ids the endpoint lists with nothing else known. Tokens are the
+# id's parts between punctuation ("Qwen/Qwen3-8B" → qwen, qwen3, 8b).
+_REASONING_WORDS = frozenset(
+    {"reasoner", "reasoning", "r1", "thinking", "think", "qwq", "large", "opus", "pro", "ultra"}
+)
+_LIGHT_WORDS = frozenset(
+    {"mini", "flash", "small", "tiny", "nano", "lite", "light", "haiku", "instant", "micro"}
+)
+_O_SERIES = re.compile(r"^o\d$")
+_SIZE = re.compile(r"^(?:(\d+)x)?(\d+(?:\.\d+)?)b$")
+#: Ids that are not chat models: embeddings, speech, images, moderation, legacy completions.
+_NOT_CHAT = re.compile(
+    r"embed|whisper|(?:^|[-_/.])tts(?:$|[-_/.])|dall-e|moderation|rerank|transcribe|realtime"
+    r"|(?:^|[-_/.])image(?:$|[-_/.])|davinci|babbage",
+    re.IGNORECASE,
+)
+#: A listed model with this many billion parameters or more is a reasoning-tier model.
+_REASONING_SIZE = 30.0
+
+
+def guess_tier(model_id: str) -> str:
+    """The tier a model probably serves, from its id alone: ``light`` or ``reasoning``.
+
+    In order: a reasoning word (reasoner, r1, o1/o3/o4, thinking, qwq, large, opus,
+    pro, ...) → reasoning; a small-model word (mini, flash, small, nano, lite, haiku,
+    ...) → light; a size (``8b``, ``70b``, ``8x7b``) → light under 30B, else reasoning;
+    anything else (``gpt-4o``, ``deepseek-chat``) is taken for a full-size general
+    model → reasoning.
+    """
+    tokens = [t for t in re.split(r"[^a-z0-9.]+", model_id.lower()) if t]
+    if any(t in _REASONING_WORDS or _O_SERIES.match(t) for t in tokens):
+        return "reasoning"
+    if any(t in _LIGHT_WORDS for t in tokens):
+        return "light"
+    for token in tokens:
+        size = _SIZE.match(token)
+        if size:
+            billions = float(size.group(2)) * int(size.group(1) or 1)
+            return "reasoning" if billions >= _REASONING_SIZE else "light"
+    return "reasoning"
+
+
+def _logical_name(info: ModelInfo) -> str:
+    """The preset's alias, else the id's last part in lower case with ``_`` for punctuation."""
+    if info.alias:
+        return info.alias
+    return re.sub(r"[^A-Za-z0-9_]+", "_", info.id.split("/")[-1]).strip("_").lower() or "model"
+
+
+def _seed_models(catalogue: list[ModelInfo], *, router: str, voting: bool) -> dict[str, Any]:
+    """``models``, ``routing`` and maybe ``cooperations`` for one endpoint's catalogue.
+
+    Each tier's target is its first model in catalogue order (light falls back to any
+    model, reasoning to complex then light). ``complex`` is the first complex-tier model;
+    without one, a parallel ``voting`` cooperation ``council`` of up to three distinct
+    models (the reasoning and light targets first), else the reasoning target.
+    """
+    models: dict[str, dict[str, Any]] = {}
+    tiers: dict[str, list[str]] = {tier: [] for tier in TIERS}
+    for info in catalogue:
+        name = base = _logical_name(info)
+        n = 2
+        while name in models or name in ("auto", "council"):
+            name, n = f"{base}_{n}", n + 1
+        tier = info.tier if info.tier in TIERS else guess_tier(info.id)
+        model: dict[str, Any] = {"endpoint": "default", "path": info.id, "tier": tier}
+        if info.context_window:
+            model["context_window"] = info.context_window
+        if info.price_input is not None or info.price_output is not None:
+            model["price"] = {"input": info.price_input or 0.0, "output": info.price_output or 0.0}
+        models[name] = model
+        tiers[tier].append(name)
+    data: dict[str, Any] = {"models": models, "routing": {"router": router}}
+    if not models:
+        return data
+    light = (tiers["light"] or tiers["reasoning"] or tiers["complex"])[0]
+    reasoning = (tiers["reasoning"] or tiers["complex"] or tiers["light"])[0]
+    routing = data["routing"]
+    routing.update(light=light, reasoning=reasoning, complex=reasoning)
+    if tiers["complex"]:
+        routing["complex"] = tiers["complex"][0]
+    elif voting and len(models) >= 2:
+        members = list(dict.fromkeys([reasoning, light, *tiers["reasoning"], *tiers["light"]]))
+        data["cooperations"] = {
+            "council": {"mode": "parallel", "models": members[:3], "strategy": "voting"}
+        }
+        routing["complex"] = "council"
+    return data
+
+
+#: Seconds listing an endpoint's models may take in all: start-up must never hang on it.
+DISCOVERY_TIMEOUT = 5.0
+_DISCOVERY_MAX_BYTES = 8 * 1024 * 1024
+
+
+def list_endpoint_models(
+    base_url: str, api_key: str | None, *, timeout: float = DISCOVERY_TIMEOUT
+) -> list[str]:
+    """The chat model ids ``GET {base_url}/models`` lists (OpenAI's list format).
+
+    Bounded by ``timeout`` seconds in all. Any failure is a :class:`ConfigError` on
+    ``BASE_URL`` naming the URL and the status (never the key, never the body).
+    """
+    import time
+
+    import httpx
+
+    url = base_url.rstrip("/") + "/models"
+    shown = _redact_url(url)
+    fix = "set MODELS=id1,id2 to name the models yourself, or write a coop.toml"
+
+    def fail(reason: str) -> ConfigError:
+        if api_key:
+            reason = reason.replace(api_key, "***")
+        return ConfigError(
+            f"could not list the models at GET {shown}: {reason}; {fix}", key="BASE_URL"
+        )
+
+    headers = {"accept": "application/json"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    deadline = time.monotonic() + timeout
+    body = bytearray()
+    try:
+        timeouts = httpx.Timeout(timeout, connect=min(timeout, 3.0))
+        with httpx.stream("GET", url, headers=headers, timeout=timeouts) as response:
+            if response.status_code >= 400:
+                hint = " (check API_KEY)" if response.status_code in (401, 403) else ""
+                raise fail(f"HTTP {response.status_code} {response.reason_phrase}{hint}")
+            for chunk in response.iter_bytes():
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("deadline")
+                if len(body) > _DISCOVERY_MAX_BYTES:
+                    raise fail("the answer is larger than 8 MB")
+    except httpx.TimeoutException:
+        raise fail(f"no complete answer within {timeout:g} s") from None
+    except httpx.HTTPError as exc:
+        raise fail(f"{type(exc).__name__}: {exc}") from None
+    try:
+        payload = json.loads(bytes(body))
+    except ValueError:
+        raise fail(f"HTTP {response.status_code} but not JSON") from None
+    items = payload.get("data") if isinstance(payload, dict) else payload
+    if not isinstance(items, list):
+        raise fail('not in OpenAI\'s list format ({"data": [{"id": ...}]})')
+    ids = [
+        item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)
+    ]
+    chat = [i for i in dict.fromkeys(ids) if not _NOT_CHAT.search(i)]
+    if not chat:
+        raise fail(f"it lists no chat models ({len(ids)} models in all)")
+    return chat
+
+
+def _redact_url(url: str) -> str:
+    """``url`` without a ``user:password@`` part."""
+    return re.sub(r"^(\w+://)[^/@]*@", r"\1", url)
 
 
 def _env_int(value: str, name: str) -> int:

@@ -19,7 +19,7 @@ import pluggy
 
 from . import hookspecs
 from ._errors import DuplicateNameError, PluginError, UnknownPluginError
-from ._providers import Provider
+from ._providers import Preset, Provider
 from ._routing import Router
 from ._services import Service
 from ._strategies import Strategy
@@ -88,6 +88,14 @@ class Plugins:
 
     def providers(self) -> dict[str, type[Provider]]:
         return self.registry["provider"]
+
+    def presets(self) -> dict[str, Preset]:
+        """Provider name → its :class:`coop.Preset`, for every provider that ships one."""
+        return {
+            name: cls.preset
+            for name, cls in sorted(self.registry["provider"].items())
+            if cls.preset is not None and not self.conflicts.get("provider", {}).get(name)
+        }
 
     def routers(self) -> dict[str, type[Router]]:
         return self.registry["router"]
