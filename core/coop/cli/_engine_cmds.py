@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import anyio
 from cyclopts import App, Parameter
 
-from .._engine import InferenceRequest, OpenAIEngine
+from .._engine import InferenceRequest, OpenAIEngine, RetryPolicy
 from .._errors import CoopError
 from ._common import Common, emit_json, load, table
 from ._config_cmds import config_app
@@ -145,17 +147,75 @@ def models(
     return 0
 
 
+#: How long ``config test`` waits for a host to resolve or accept a connection.
+PROBE_TIMEOUT = 5.0
+
+
+async def unreachable(endpoint: str, base_url: str | None) -> str | None:
+    """Why ``base_url``'s host cannot be reached at all, or ``None`` if it can be.
+
+    ``config test`` asks this after a failed model listing: a name that does not
+    resolve, a refused connection or a silent host will not answer a chat either,
+    so the chat is not tried (no retries, no cooldown waits).
+    """
+    url = urlsplit(base_url or "")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return None
+    host = url.hostname
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return None
+    try:
+        with anyio.fail_after(PROBE_TIMEOUT):
+            await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"endpoint {endpoint!r}: host {host!r} does not resolve ({exc.strerror or exc})"
+    except TimeoutError:
+        return f"endpoint {endpoint!r}: host {host!r} did not resolve within {PROBE_TIMEOUT:g}s"
+    try:
+        with anyio.fail_after(PROBE_TIMEOUT):
+            stream = await anyio.connect_tcp(host, port)
+        await stream.aclose()
+    except TimeoutError:
+        return (
+            f"endpoint {endpoint!r}: {host}:{port} did not accept a connection "
+            f"within {PROBE_TIMEOUT:g}s"
+        )
+    except OSError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        if isinstance(cause, ConnectionRefusedError):
+            return (
+                f"endpoint {endpoint!r}: {host}:{port} refused the connection (nothing listening)"
+            )
+        return f"endpoint {endpoint!r}: cannot connect to {host}:{port} ({cause.strerror or cause})"
+    return None
+
+
+def _base_url(engine: OpenAIEngine, endpoint: str) -> str | None:
+    try:
+        return getattr(engine.providers[endpoint], "base_url", None)
+    except CoopError:  # no base_url: the listing's own error says so
+        return None
+
+
 def test(
     *,
     json_: Annotated[bool, Parameter(name="--json")] = False,
     common: Common = Common(),  # noqa: B008
 ) -> int:
-    """Check each endpoint: list its models, then one tiny chat; print latency and errors."""
+    """Check each endpoint: list its models, then one tiny chat; print latency and errors.
+
+    Each check is one attempt, without retries; an endpoint whose host does not
+    resolve or refuses connections is reported at once, and its chat not tried.
+    """
     config, plugins = load(common)
 
     async def main() -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        async with OpenAIEngine(config, plugins=plugins, health_checks=False) as engine:
+        async with OpenAIEngine(
+            config, plugins=plugins, health_checks=False, retry=RetryPolicy(max_attempts=1)
+        ) as engine:
             for name in config.endpoints:
                 listing = await engine.check_endpoint(name)
                 model = next(
@@ -167,6 +227,12 @@ def test(
                     "latency_ms": None,
                     "error": "no model uses this endpoint",
                 }
+                if not listing["ok"]:
+                    why = await unreachable(name, _base_url(engine, name))
+                    if why is not None:
+                        listing["error"] = why
+                        chat["error"] = "not tried: the endpoint is unreachable"
+                        model = None
                 if model is not None:
                     started = time.perf_counter()
                     try:
