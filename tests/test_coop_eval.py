@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
-from coop import UnknownPluginError, ValidationError
+from coop import UnknownPluginError, ValidationError, extract_answer
 from coop._coop_eval import evaluate_voting, load_rows
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -156,6 +159,58 @@ async def test_gsm8k_majority_of_four_matches_the_best_single_model() -> None:
     print(report.format())
     assert report.accuracy >= report.best_single.accuracy
     assert report.label_agreement == 1.0
+
+
+def _plain_plurality(rows: list[dict[str, Any]], models: list[str]) -> float:
+    """Share of rows whose most common extracted answer is right, a tie counting as wrong."""
+    right = 0
+    for row in rows:
+        truth = extract_answer(row["ground_truth"])
+        question = row.get("question")
+        counts: Counter[str] = Counter()
+        for m in models:
+            answer = extract_answer(row[m]["solution"], question=question)
+            if answer is not None:
+                counts[str(answer)] += 1
+        top = counts.most_common()
+        if top and (len(top) == 1 or top[0][1] > top[1][1]):
+            right += top[0][0] == str(truth)
+    return right / len(rows)
+
+
+def _orders(models: list[str]) -> list[list[str]]:
+    """Each rotation of the list (each model first once), and the list reversed."""
+    return [models[i:] + models[:i] for i in range(len(models))] + [models[::-1]]
+
+
+@needs_gsm4
+def test_gsm8k_default_voting_keeps_the_plurality_whatever_the_order() -> None:
+    # One event loop is enough here (no I/O), and the GSM8K rows are slow to extract.
+    anyio.run(_default_voting_keeps_the_plurality)
+
+
+async def _default_voting_keeps_the_plurality() -> None:
+    rows = load_rows(GSM4)
+    plain = _plain_plurality(rows, FOUR)
+    assert plain == pytest.approx(64 / 150)  # 42.7%
+    singles = (await evaluate_voting(rows, FOUR, "voting", order="given", folds=1)).singles
+    weakest_first = sorted(FOUR, key=lambda m: singles[m].accuracy)
+    # The old default, "absolute": with no majority the first listed (the weakest) decided.
+    absolute = await evaluate_voting(
+        rows, weakest_first, "voting", settings={"majority": "absolute"}, order="given", folds=1
+    )
+    assert absolute.accuracy < plain  # 31.3%
+    scores = set()
+    for models in _orders(weakest_first):
+        # Taken as listed, the order only breaks ties (equal weights: the first listed
+        # wins them), so no order falls below the plain plurality: 44.0% weakest first.
+        listed = await evaluate_voting(rows, models, "voting", order="given", folds=1)
+        assert listed.accuracy >= plain, models
+        # As `coop eval cooperation` runs it (most accurate first, learned out of fold),
+        # the order of listing does not change the score at all.
+        scores.add((await evaluate_voting(rows, models, "voting")).accuracy)
+    assert len(scores) == 1
+    assert scores.pop() >= singles[weakest_first[-1]].accuracy  # 55.3%, the best single
 
 
 @needs_gsm6

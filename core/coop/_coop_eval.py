@@ -8,9 +8,10 @@ correctness labels (``is_correct``) the report says how often extraction agrees
 with them, so a bad extractor cannot hide.
 
 Anything a strategy learns (``Strategy.learn(records)``, e.g. ``weighted``'s
-weights) and the lead order (``order="accuracy"``: most accurate model first,
-which decides when there is no majority) come from k-fold cross-validation:
-each fold is integrated with what was learned on the other folds only.
+weights) and the order of the models (``order="accuracy"``: most accurate model
+first, which wins ties, and with ``majority="absolute"`` decides when there is
+no majority) come from k-fold cross-validation: each fold is integrated with
+what was learned on the other folds only.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class CooperationReport:
     correct: int
     folds: int
     order: str
-    #: What each fold learned (weights...), and the lead order it used.
+    #: What each fold learned (weights...), and the order of the models it used.
     learned: list[dict[str, Any]] = attrs.field(factory=list)
     rows: list[EvalRow] = attrs.field(factory=list)
     #: (model, question) pairs where extraction and the row's label disagree, to inspect.
@@ -255,7 +256,8 @@ async def evaluate_voting(
     or ``{"solution", "is_correct"}``. ``strategy`` is a registered name, a
     class or an instance (its settings are kept; ``settings`` adds to them).
     ``order="accuracy"`` lists models most-accurate-first (learned out of fold),
-    since the order breaks ties and names the lead when there is no majority;
+    since the order breaks ties (and names the lead of an ``"absolute"``
+    majority), so the order ``models`` are passed in does not change the score;
     ``"given"`` keeps ``models`` as passed. ``folds`` (>= 2) sets the k of the
     cross-validation that also feeds ``Strategy.learn(records)`` when the
     strategy has one.

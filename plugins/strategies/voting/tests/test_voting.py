@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from coop import Candidate, ConfigError, CooperationError, StrategyContext, load_plugins
-from coop_voting import VotingStrategy, text_similarity, vote
+from coop_voting import VotingStrategy, text_similarity, tool_call_key, vote, vote_options
 
 
 async def _no_calls(model: str, messages: list[dict[str, Any]]) -> str:
@@ -65,17 +65,47 @@ def test_ties_break_by_weight_then_order() -> None:
     assert r.winner == "m2"
 
 
+def test_plurality_is_the_default() -> None:
+    texts = ("A: 5", "A: 7", "A: 7", "A: 9")
+    r = vote(cands(*texts))
+    assert r.evidence["majority"] == "plurality"
+    assert r.evidence["winning_answer"] == "7" and r.winner == "m1"
+    assert r.confidence == pytest.approx(0.5)
+    assert "tie_break" not in r.evidence
+    # The order of listing only breaks ties; it never overrules a plurality.
+    assert vote(cands(*reversed(texts))).evidence["winning_answer"] == "7"
+    assert vote_options({}) == {
+        "weights": None,
+        "majority": "plurality",
+        "threshold": 0.5,
+        "similarity": "jaccard",
+        "percent": "points",
+    }
+
+
+def test_plurality_ties_by_total_weight_then_heaviest_voter_then_order() -> None:
+    # Total weight first: one heavy voter beats two light ones.
+    r = vote(cands("A: 1", "A: 1", "A: 2"), weights={"m0": 0.4, "m1": 0.4, "m2": 1.0})
+    assert r.evidence["winning_answer"] == "2"
+    # Equal totals (float noise aside): the heavier single voter wins, wherever listed.
+    r = vote(cands("A: 1", "A: 1", "A: 2"), weights={"m0": 0.1, "m1": 0.2, "m2": 0.3})
+    assert r.evidence["winning_answer"] == "2" and r.evidence["tie_break"] == "weight, then order"
+    r = vote(cands("A: 2", "A: 1", "A: 1"), weights={"m0": 0.3, "m1": 0.1, "m2": 0.2})
+    assert r.evidence["winning_answer"] == "2"
+    # All equal: the answer listed first.
+    assert vote(cands("A: 3", "A: 4", "A: 4", "A: 3")).evidence["winning_answer"] == "3"
+
+
 def test_absolute_majority_else_the_lead_decides() -> None:
     texts = ("A: 5", "A: 7", "A: 7", "A: 9")
-    plural = vote(cands(*texts), majority="plurality")
-    assert plural.evidence["winning_answer"] == "7"
-    absolute = vote(cands(*texts))  # 2 of 4 is not more than half: m0 leads
+    absolute = vote(cands(*texts), majority="absolute")  # 2 of 4 is not more than half
     assert absolute.evidence["winning_answer"] == "5"
     assert "lead model m0" in absolute.evidence["tie_break"]
     # Three of four is a majority and overrules the lead.
-    assert vote(cands("A: 5", "A: 7", "A: 7", "A: 7")).evidence["winning_answer"] == "7"
+    r = vote(cands("A: 5", "A: 7", "A: 7", "A: 7"), majority="absolute")
+    assert r.evidence["winning_answer"] == "7"
     # The lead is the heaviest candidate, not only the first.
-    r = vote(cands(*texts, weights=[1, 1, 1, 1.5]))
+    r = vote(cands(*texts, weights=[1, 1, 1, 1.5]), majority="absolute")
     assert r.evidence["winning_answer"] == "9"
 
 
@@ -128,11 +158,143 @@ async def test_errors() -> None:
 @pytest.mark.anyio
 async def test_settings_come_from_the_cooperation() -> None:
     texts = ("A: 5", "A: 7", "A: 7", "A: 9")
-    r = await VotingStrategy().integrate(cands(*texts), ctx({"majority": "plurality"}))
-    assert r.evidence["winning_answer"] == "7"
+    r = await VotingStrategy().integrate(cands(*texts), ctx({"majority": "absolute"}))
+    assert r.evidence["winning_answer"] == "5"
+    r = await VotingStrategy({"majority": "plurality"}).integrate(
+        cands(*texts), ctx({"majority": "absolute"})
+    )
+    assert r.evidence["winning_answer"] == "7"  # the strategy's own settings win
     r = await VotingStrategy().integrate(cands(*texts), ctx({"weights": {"m3": 5}}))
     assert r.evidence["winning_answer"] == "9"
 
 
 def test_registered_through_the_entry_point() -> None:
     assert load_plugins().get("strategy", "voting") is VotingStrategy
+
+
+def call(name: str, arguments: str, ident: str = "call_1") -> dict[str, Any]:
+    return {"id": ident, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def tool_cands(*calls: list[dict[str, Any]] | str) -> list[Candidate]:
+    """A candidate per entry: a list of tool calls, or a plain text answer."""
+    return [
+        Candidate(model=f"m{i}", text=c, weight=1.0)
+        if isinstance(c, str)
+        else Candidate(model=f"m{i}", text="", tool_calls=c)
+        for i, c in enumerate(calls)
+    ]
+
+
+def tctx(response_format: dict[str, Any] | None = None) -> StrategyContext:
+    return StrategyContext(query="q", complete=_no_calls, response_format=response_format)
+
+
+def test_honours_tools_and_response_format() -> None:
+    assert VotingStrategy.honours == {"tools", "response_format"}
+
+
+@pytest.mark.anyio
+async def test_tool_calls_agree_whatever_key_order_and_whitespace() -> None:
+    cs = tool_cands(
+        [call("get_weather", '{"city": "Berlin", "unit": "c"}')],
+        [call("get_weather", '{"unit":"c","city":"Paris"}', "call_a")],
+        [call("get_weather", '{\n  "city": "Paris",\n  "unit": "c"\n}', "call_b")],
+    )
+    result = await VotingStrategy().integrate(cs, tctx())
+    ev = result.evidence
+    assert ev["method"] == "tool-calls"
+    assert result.winner == "m1" and result.text == ""
+    assert ev["agreeing"] == ["m1", "m2"]
+    assert ev["winning_answer"] == 'tool: get_weather({"city":"Paris","unit":"c"})'
+    assert ev["votes"] == {
+        'tool: get_weather({"city":"Berlin","unit":"c"})': 1.0,
+        'tool: get_weather({"city":"Paris","unit":"c"})': 2.0,
+    }
+    assert ev["answers"][2]["raw"].startswith('get_weather({\n  "city"')
+    assert result.confidence == pytest.approx(2 / 3)
+
+
+def test_tool_calls_differ_by_name_args_or_values() -> None:
+    r = vote(
+        tool_cands(
+            [call("get_weather", '{"city": "Paris"}')],
+            [call("get_time", '{"city": "Paris"}')],
+            [call("get_weather", '{"city": "paris"}')],
+            [call("get_weather", '{"city": "Paris", "unit": "c"}')],
+        )
+    )
+    assert len(r.evidence["votes"]) == 4
+    assert r.winner == "m0" and r.evidence["tie_break"] == "weight, then order"
+    # 1 and 1.0 are one JSON number; "1" is a string.
+    r = vote(
+        tool_cands([call("f", '{"n": 1}')], [call("f", '{"n": 1.0}')], [call("f", '{"n": "1"}')])
+    )
+    assert r.evidence["votes"] == {'tool: f({"n":1})': 2.0, 'tool: f({"n":"1"})': 1.0}
+
+
+def test_several_calls_compare_as_a_set_and_invalid_json_only_matches_itself() -> None:
+    a, b = call("a", '{"x": 1}'), call("b", "{}")
+    r = vote(tool_cands([a, b], [b, a], [a]))
+    assert r.evidence["agreeing"] == ["m0", "m1"]
+    assert r.evidence["winning_answer"] == 'tool: a({"x":1}); b({})'
+    # Empty arguments read as {}.
+    assert tool_call_key([call("b", "")])[0] == tool_call_key([b])[0]
+    # Arguments that are not JSON: only the identical string agrees.
+    r = vote(
+        tool_cands(
+            [call("f", "{city: Paris}")],
+            [call("f", "{city: Paris}")],
+            [call("f", "{city:Paris}")],
+            [call("f", '{"city": "Paris"}')],
+        )
+    )
+    assert r.evidence["agreeing"] == ["m0", "m1"]
+    assert r.evidence["votes"] == {
+        "tool: f({city: Paris})": 2.0,
+        "tool: f({city:Paris})": 1.0,
+        'tool: f({"city":"Paris"})': 1.0,
+    }
+
+
+def test_a_text_answer_among_tool_calls_is_its_own_group() -> None:
+    weather = call("get_weather", '{"city": "Paris"}')
+    r = vote(tool_cands("It is sunny in Paris.", "It is sunny in Paris.", [weather]))
+    assert r.evidence["method"] == "tool-calls"
+    assert r.evidence["votes"] == {
+        "text: It is sunny in Paris.": 1.0,
+        "text: It is sunny in Paris. (m1)": 1.0,
+        'tool: get_weather({"city":"Paris"})': 1.0,
+    }
+    r = vote(tool_cands("I would need to look it up.", [weather], [weather]))
+    assert r.winner == "m1" and r.evidence["agreeing"] == ["m1", "m2"]
+
+
+@pytest.mark.anyio
+async def test_json_answers_vote_as_parsed_json() -> None:
+    cs = cands(
+        '{"name": "Ada", "born": 1815}',
+        '{"born":1815,"name":"Ada"}',
+        '{"name": "Ada", "born": 1816}',
+        "Ada Lovelace, born 1815",
+    )
+    for fmt in ({"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "p"}}):
+        result = await VotingStrategy().integrate(cs, tctx(fmt))
+        ev = result.evidence
+        assert ev["method"] == "json"
+        assert result.winner == "m0" and result.text == cs[0].text
+        assert ev["votes"] == {
+            'json: {"born":1815,"name":"Ada"}': 2.0,
+            'json: {"born":1816,"name":"Ada"}': 1.0,
+        }
+        assert ev["abstained"] == ["m3"]  # not JSON: no vote
+        assert result.confidence == pytest.approx(0.5)
+    # Without a JSON format the same texts vote on their extracted answers.
+    result = await VotingStrategy().integrate(cs, tctx({"type": "text"}))
+    assert result.evidence["method"] == "answer"
+
+
+def test_json_format_without_any_json_falls_back_and_says_so() -> None:
+    r = vote(cands("A: 3", "A: 3", "A: 4"), response_format={"type": "json_object"})
+    assert r.evidence["method"] == "answer" and r.evidence["winning_answer"] == "3"
+    assert "no answer parses as JSON" in r.evidence["fallback"]

@@ -64,6 +64,16 @@ async def test_weights_file(tmp_path: Path) -> None:
     assert result.evidence["weights_source"] == f"file {path} + settings"
 
 
+def test_save_weights_replaces_the_file_whole(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    path.write_text('{"weights": {"old": 1.0}}')
+    path.chmod(0o640)
+    save_weights(path, {"new": 2.0})
+    assert load_weights(path) == {"new": 2.0}
+    assert path.stat().st_mode & 0o777 == 0o640  # an existing file keeps its mode
+    assert [p.name for p in tmp_path.iterdir()] == ["w.json"]  # no temp file left
+
+
 def test_bad_weights_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_weights(tmp_path / "missing.json")
@@ -137,3 +147,39 @@ def test_learn_returns_settings() -> None:
 
 def test_registered_through_the_entry_point() -> None:
     assert load_plugins().get("strategy", "weighted") is WeightedStrategy
+
+
+def test_honours_tools_and_response_format() -> None:
+    assert WeightedStrategy.honours == {"tools", "response_format"}
+
+
+@pytest.mark.anyio
+async def test_tool_calls_and_json_vote_by_weight() -> None:
+    def call(city: str) -> list[dict[str, Any]]:
+        args = json.dumps({"city": city})
+        return [{"id": "c", "type": "function", "function": {"name": "w", "arguments": args}}]
+
+    cands = [
+        Candidate("strong", "", tool_calls=call("Paris")),
+        Candidate("weak1", "", tool_calls=call("Rome")),
+        Candidate("weak2", "", tool_calls=[{**call("Rome")[0], "id": "other"}]),
+    ]
+    strategy = WeightedStrategy({"weights": {"strong": 3.0, "weak1": 1.0, "weak2": 1.0}})
+    result = await strategy.integrate(cands, ctx())
+    assert result.winner == "strong"
+    assert result.evidence["method"] == "tool-calls"
+    assert result.evidence["votes"] == {
+        'tool: w({"city":"Paris"})': 3.0,
+        'tool: w({"city":"Rome"})': 2.0,
+    }
+    json_cands = [
+        Candidate("strong", '{"a": 1, "b": 2}'),
+        Candidate("weak1", '{"b": 2, "a": 1}'),
+        Candidate("weak2", '{"a": 2}'),
+    ]
+    context = StrategyContext(
+        query="q", complete=_no_calls, response_format={"type": "json_object"}
+    )
+    result = await WeightedStrategy({"weights": {"weak2": 5.0}}).integrate(json_cands, context)
+    assert result.evidence["method"] == "json"
+    assert result.winner == "weak2" and result.text == '{"a": 2}'

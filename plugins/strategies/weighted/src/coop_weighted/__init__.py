@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -145,9 +147,22 @@ def _vote_right(votes: list[tuple[str, bool, Answer | None]], weights: Mapping[s
 
 
 def save_weights(path: str | Path, weights: Mapping[str, float], **meta: Any) -> None:
-    """Persist learned weights as JSON (``{"weights": {...}, ...meta}``)."""
-    data = {"weights": dict(weights), **meta}
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    """Persist learned weights as JSON (``{"weights": {...}, ...meta}``), atomically:
+    a temp file beside ``path``, renamed over it, so a reader never sees half a file."""
+    path = Path(path)
+    text = json.dumps({"weights": dict(weights), **meta}, indent=2, sort_keys=True) + "\n"
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_weights(path: str | Path) -> dict[str, float]:
@@ -174,13 +189,16 @@ class WeightedStrategy(Strategy):
     """Voting weighted by trust in each model.
 
     Settings: ``weights`` ({model = w}), ``weights_file`` (JSON from
-    :func:`save_weights`), ``default_weight`` for models in neither (else the
-    candidate's own weight), plus the ``voting`` settings; ``majority``
-    defaults to "plurality" here since the weights already say whom to trust.
+    :func:`save_weights` or ``coop eval cooperation --save``), ``default_weight``
+    for models in neither (else the candidate's own weight), plus the ``voting``
+    settings (``majority`` "plurality" by default, as in voting). Tool calls and
+    JSON answers are voted on as in ``voting``, so it honours ``tools`` and
+    ``response_format`` too.
     """
 
     name = "weighted"
     description = "Voting weighted by configured or learned per-model accuracy."
+    honours = frozenset({"tools", "response_format"})
 
     @classmethod
     def learn(cls, records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -215,8 +233,13 @@ class WeightedStrategy(Strategy):
     ) -> Integration:
         settings = {**context.settings, **self.settings}
         weights, source = self._weights(settings, candidates)
-        options = vote_options(settings, majority="plurality")
-        result = vote(candidates, question=context.query, **{**options, "weights": weights})
+        options = {**vote_options(settings), "weights": weights}
+        result = vote(
+            candidates,
+            question=context.query,
+            response_format=context.response_format,
+            **options,
+        )
         result.evidence["weights"] = {c.model: weights[c.model] for c in candidates}
         result.evidence["weights_source"] = source
         return result
