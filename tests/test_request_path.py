@@ -19,6 +19,7 @@ import pytest
 from coop import Limits, RetryPolicy, SystemConfig
 from fakes import Answer, FakeOpenAI, Fault
 from fakes.http import ToolCall
+from openapi_schema import validate
 from test_gateway import PLUGINS, UPSTREAM_KEYS, Gateway, serve_in_thread
 
 WEATHER_TOOL = {
@@ -131,12 +132,18 @@ def test_a_vote_over_tool_calls_returns_the_agreed_call_to_the_sdk(
     up.answer_fn = lambda body: Answer(
         tool_calls=[ToolCall("get_weather", calls[body["model"]])], finish_reason="tool_calls"
     )
-    reply = gw.client().chat.completions.create(
-        model="council",
-        messages=[{"role": "user", "content": "weather in Paris?"}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
-        tool_choice="auto",
+    raw = httpx.post(
+        gw.base_url + "/chat/completions",
+        json={
+            "model": "council",
+            "messages": [{"role": "user", "content": "weather in Paris?"}],
+            "tools": [WEATHER_TOOL],
+            "tool_choice": "auto",
+        },
+        timeout=10,
     )
+    validate("CreateChatCompletionResponse", raw.json())
+    reply = openai.types.chat.ChatCompletion.model_validate(raw.json())
     assert all(b["tools"] == [WEATHER_TOOL] and b["tool_choice"] == "auto" for b in bodies(up))
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"

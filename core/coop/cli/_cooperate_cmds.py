@@ -89,7 +89,7 @@ def cooperate(
     else:
         names = _split(models or "")
         spec = CooperationConfig(
-            name="cooperation",
+            name="",
             mode=mode,
             models=[] if mode == "pipeline" else names,
             stages=[
@@ -116,7 +116,10 @@ def cooperate(
     async def main() -> Any:
         async with Dispatcher(config, plugins=plugins, health_checks=False) as dispatcher:
             request = parse_chat_request(
-                {"model": spec.name, "messages": [{"role": "user", "content": query}]}
+                {
+                    "model": spec.name or "cooperation",
+                    "messages": [{"role": "user", "content": query}],
+                }
             )
             plan = dispatcher.plan_cooperation(request, spec)
             done = await dispatcher.run(plan, on_progress=progress)

@@ -577,7 +577,7 @@ class GatewayApp:
         if not query or not isinstance(query, list):
             raise HTTPError(400, "give 'query' (a string) or 'messages'", param="query")
         data["messages"] = query
-        data["model"] = cooperation.name
+        data["model"] = cooperation.name or "cooperation"
         max_cost, max_latency = _limits(ctx, data)
         request = parse_chat_request(data)
         limits = Limits(max_cost, max_latency, time.monotonic() + self._timeout)
@@ -676,7 +676,7 @@ def _cooperation_of(data: dict[str, Any]) -> CooperationConfig:
     if isinstance(spec.get("quorum"), int) and spec["quorum"] < 1:
         raise HTTPError(400, "quorum must be >= 1", param="quorum")
     return CooperationConfig(
-        name="cooperation",
+        name="",
         mode=mode,
         models=[str(m) for m in spec.get("models") or []],
         strategy=spec.get("strategy"),
