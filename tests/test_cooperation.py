@@ -243,6 +243,22 @@ def test_cooperate_cli_errors(tmp_path: Path) -> None:
     assert empty.returncode == 2 and "at least one model" in empty.stderr
 
 
+def test_cooperate_without_models_runs_the_complex_tier_cooperation(tmp_path: Path) -> None:
+    # The embedded default routes complex work to "council": a parallel vote of three models.
+    result = run_coop("cooperate", "--json", "What is 9 * 8?", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["name"] == "council" and data["strategy"] == "voting"
+    assert {o["model"] for o in data["outputs"]} == {"sim-light", "sim-reasoning", "sim-large"}
+    assert "72" in data["text"]
+    (tmp_path / "coop.toml").write_text(
+        '[endpoints.sim]\nprovider = "simulated"\n\n[models.a]\nendpoint = "sim"\n'
+        'path = "sim-light"\n\n[routing]\nlight = "a"\ncomplex = "a"\n'
+    )
+    plain = run_coop("cooperate", "q", cwd=tmp_path)
+    assert plain.returncode == 2 and "--models" in plain.stderr and "Traceback" not in plain.stderr
+
+
 def test_eval_cooperation_on_recorded_gsm8k(tmp_path: Path) -> None:
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_solutions_dev.jsonl"
     if not data.exists():
