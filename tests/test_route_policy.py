@@ -101,3 +101,28 @@ def test_max_latency_uses_live_latency() -> None:
         latency_of=lambda name: 9.0 if name == "pricey" else 0.5,
     )
     assert policy.decide(HI, max_latency=2).target == "thinker"
+
+
+def test_a_cooperation_costs_at_least_its_members() -> None:
+    policy = RoutingPolicy(CONFIG, FixedRouter("analysis", "complex"))
+    panel = policy.decide(HI).candidates[0]
+    members = sum(
+        c["estimated_cost"]
+        for c in RoutingPolicy(CONFIG, FixedRouter()).decide(HI).candidates
+        + RoutingPolicy(CONFIG, FixedRouter("math", "reasoning")).decide(HI).candidates
+        if c["name"] in ("cheap", "thinker")
+    )
+    assert panel["name"] == "panel" and panel["estimated_cost"] == round(members, 8)
+    limited = policy.decide(HI, max_cost=panel["estimated_cost"] / 2)
+    assert limited.target != "panel"
+    assert "max_cost" in limited.candidates[0]["why_not"]
+
+
+def test_needs_skip_a_cooperation_that_cannot_honour_them_for_its_members() -> None:
+    refuse = lambda name, used: "its strategy cannot integrate tool calls"  # noqa: E731
+    policy = RoutingPolicy(CONFIG, FixedRouter("analysis", "complex"), unhonoured=refuse)
+    assert policy.decide(HI).target == "panel"  # nothing asked: no refusal consulted
+    decision = policy.decide(HI, needs=frozenset({"tools"}), tools=1)
+    assert decision.target in ("cheap", "thinker") and decision.target_kind == "model"
+    assert decision.candidates[0]["why_not"] == "its strategy cannot integrate tool calls"
+    assert decision.signals["tools"] == 1 and decision.signals["needs"] == ["tools"]

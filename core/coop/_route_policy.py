@@ -51,10 +51,12 @@ class RoutingPolicy:
         price = self.config.models[model].price
         return (prompt_tokens * price.input + EXPECTED_COMPLETION_TOKENS * price.output) / 1_000_000
 
-    def _coop_healthy(self, name: str) -> bool:
+    def _members(self, name: str) -> list[str]:
         coop = self.config.cooperations[name]
-        members = coop.models or [s["model"] for s in coop.stages]
-        return any(self._healthy(m) for m in members)
+        return coop.models or [s["model"] for s in coop.stages]
+
+    def _coop_healthy(self, name: str) -> bool:
+        return any(self._healthy(m) for m in self._members(name))
 
     def decide(
         self,
@@ -100,13 +102,12 @@ class RoutingPolicy:
         for name in self._tier_models(analysis.tier):
             if name not in names:
                 names.append(name)
-        if needs and any(n in self.config.cooperations for n in names):
-            # A cooperation may be refused below: its members stand behind it.
+        if any(n in self.config.cooperations for n in names):
+            # A cooperation may be refused below (a limit, a parameter it cannot honour,
+            # its members cooling down): its members stand behind it.
             for name in list(names):
-                coop = self.config.cooperations.get(name)
-                if coop is not None:
-                    members = coop.models or [s["model"] for s in coop.stages]
-                    names.extend(m for m in members if m not in names)
+                if name in self.config.cooperations:
+                    names.extend(m for m in self._members(name) if m not in names)
         if not names:
             names = [n for n in (routing.light, routing.reasoning, routing.complex) if n] or sorted(
                 self.config.models
@@ -122,6 +123,16 @@ class RoutingPolicy:
                 entry["estimated_cost"] = round(self._estimated_cost(name, prompt_tokens), 8)
                 latency = self._latency_of(name)
                 entry["latency_ms"] = None if latency is None else round(latency * 1000, 2)
+            elif is_coop:
+                # At least what its members cost; a strategy's own calls (a judge) come on top.
+                entry["estimated_cost"] = round(
+                    sum(
+                        self._estimated_cost(m, prompt_tokens)
+                        for m in self._members(name)
+                        if m in self.config.models
+                    ),
+                    8,
+                )
             entry["eligible"] = entry["healthy"]
             refused = self._unhonoured(name, needs) if is_coop and needs else None
             if refused is not None:
