@@ -161,3 +161,11 @@ def test_format_and_to_dict() -> None:
 def test_messages_rows_are_supported() -> None:
     rows = [{"messages": [{"role": "user", "content": "q1"}], "task_type": "qa"}]
     assert evaluate_routing(ScriptedRouter(TABLE), rows).task_correct == 1
+
+
+def test_load_rows_keeps_unicode_line_separators_inside_a_prompt(tmp_path: Path) -> None:
+    # Real MMLU prompts hold U+0085 and U+2028 literally; str.splitlines() cut such rows in two.
+    prompt = "Choose one:\u0085A. 4\u2028B. 7\u2029C. 9"
+    path = write(tmp_path, [row(prompt, "qa"), row("next", "chat")])
+    assert "\u2028".encode() in path.read_bytes()
+    assert [r["prompt"] for r in load_rows(path)] == [prompt, "next"]

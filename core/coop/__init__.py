@@ -68,6 +68,7 @@ from ._http import (
     Timeouts,
     open_http_client,
 )
+from ._jsonl import read_jsonl
 from ._openai_compat import (
     OpenAICompatibleProvider,
 )
@@ -270,6 +271,7 @@ __all__ = [
     "parse_chat_request",
     "parse_number",
     "parse_retry_after",
+    "read_jsonl",
     "response_json",
     "to_wire",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from ._errors import ConfigError
+from ._jsonl import read_jsonl
 from ._routing import TASK_TYPES, TIERS, Router
 
 __all__ = ["RoutingReport", "evaluate_routing", "gold_tier", "load_rows"]
@@ -52,30 +53,8 @@ def load_rows(
     (``require_task_type``) needs the ``task_type``.
     """
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", path=str(file)) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a JSON lines file", path=str(file)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text ({exc.reason})", path=str(file)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=str(file)) from None
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"invalid JSON ({exc.msg} at column {exc.colno})", path=str(file), line=number
-            ) from None
-        if not isinstance(row, dict):
-            raise ConfigError(
-                f"expected a JSON object, got {type(row).__name__}", path=str(file), line=number
-            )
+    for number, row in read_jsonl(file):
         _check_row(row, file, number, require_task_type)
         rows.append(row)
     if not rows:

@@ -11,6 +11,7 @@ from cyclopts import App, Parameter
 
 from .._config import SystemConfig
 from .._errors import ConfigError
+from .._jsonl import read_jsonl
 from .._plugins import Plugins
 from .._route_eval import evaluate_routing, load_rows
 from .._route_policy import RoutingPolicy
@@ -33,22 +34,8 @@ def _policy(config: SystemConfig, plugins: Plugins, router: str | None) -> Routi
 
 def _read_batch(path: Path) -> list[list[dict[str, Any]]]:
     """Every row's messages, checked before any decision is written."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ConfigError("file not found", path=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
     batch = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"not valid JSON: {exc}", path=str(path), line=number) from None
-        if not isinstance(row, dict):
-            raise ConfigError("each line must be a JSON object", path=str(path), line=number)
+    for number, row in read_jsonl(path):
         if isinstance(row.get("messages"), list):
             batch.append(row["messages"])
         elif isinstance(row.get("prompt"), str):

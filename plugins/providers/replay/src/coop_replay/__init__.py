@@ -27,6 +27,7 @@ from coop import (
     estimate_tokens,
     from_wire,
     hookimpl,
+    read_jsonl,
     to_wire,
 )
 
@@ -85,20 +86,14 @@ class ReplayProvider(Provider):
     def load_file(self, path: Path) -> None:
         name = getattr(self.endpoint, "name", "?")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
+            records = read_jsonl(path)
+        except ConfigError as exc:  # the file itself: say which option named it
             raise ConfigError(
-                f"cannot read recordings: {exc}",
+                f"cannot read recordings: {exc.reason}",
                 path=str(path),
                 key=f"endpoints.{name}.options.file",
             ) from None
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise ConfigError(f"not valid JSON: {exc}", path=str(path), line=number) from None
+        for number, record in records:
             self.add(record, where=f"{path}:{number}")
 
     def _answer(self, request: ChatRequest, call: ProviderCall) -> tuple[str, list[dict[str, Any]]]:
