@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from coop import UnknownPluginError, ValidationError, extract_answer
+from coop import ConfigError, UnknownPluginError, ValidationError, extract_answer
 from coop._coop_eval import evaluate_voting, load_rows
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -221,3 +224,124 @@ async def test_gsm8k_learned_weights_over_six_match_gpt4() -> None:
     assert report.best_single.model == "gpt4_1106"
     assert report.accuracy >= report.best_single.accuracy
     assert all("weights" in fold for fold in report.learned)
+
+
+def _coop(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``coop`` script, run as a user would."""
+    env = {k: v for k, v in os.environ.items() if k != "COOP_CONFIG"}
+    env["XDG_CONFIG_HOME"] = str(cwd / ".xdg")
+    coop = Path(sys.executable).parent / "coop"
+    return subprocess.run(
+        [str(coop), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+#: ``strong`` is always right; ``weak1`` and ``weak2`` agree on a wrong answer twice.
+SAVE_ROWS = [
+    {"question": "q0", "answer": "1", "strong": "A: 1", "weak1": "A: 9", "weak2": "A: 9"},
+    {"question": "q1", "answer": "2", "strong": "A: 2", "weak1": "A: 8", "weak2": "A: 8"},
+    {"question": "q2", "answer": "3", "strong": "A: 3", "weak1": "A: 3", "weak2": "A: 7"},
+    {"question": "q3", "answer": "4", "strong": "A: 4", "weak1": "A: 6", "weak2": "A: 4"},
+    {"question": "q4", "answer": "5", "strong": "A: 5", "weak1": "A: 1", "weak2": "A: 2"},
+]
+
+SAVE_CONFIG = """
+[endpoints.recorded]
+provider = "replay"
+options = { file = "recordings.jsonl" }
+
+[models.strong]
+endpoint = "recorded"
+path = "strong"
+
+[models.weak1]
+endpoint = "recorded"
+path = "weak1"
+
+[models.weak2]
+endpoint = "recorded"
+path = "weak2"
+
+[cooperations.learned]
+mode = "parallel"
+models = ["weak1", "weak2", "strong"]
+strategy = "weighted"
+options = { weights_file = "weights.json" }
+
+[cooperations.unweighted]
+mode = "parallel"
+models = ["weak1", "weak2", "strong"]
+strategy = "weighted"
+"""
+
+
+def test_eval_cooperation_saves_learned_weights_for_weights_file(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in SAVE_ROWS))
+    result = _coop(
+        tmp_path, "eval", "cooperation", "rows.jsonl", "--models", "strong,weak1,weak2",
+        "--strategy", "weighted", "--save", "weights.json", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    json.loads(result.stdout)  # the report stays plain JSON on stdout
+    assert "saved weights learned on all 5 rows to weights.json" in result.stderr
+    saved = json.loads((tmp_path / "weights.json").read_text())
+    assert saved["strategy"] == "weighted" and saved["models"] == ["strong", "weak1", "weak2"]
+    # The weights are those learned on all the rows, in save_weights' format.
+    from coop_weighted import WeightedStrategy, learn_weights, load_weights
+
+    records = [
+        {"question": i, "model": m, "answer": r[m], "correct": r[m] == f"A: {r['answer']}"}
+        for i, r in enumerate(SAVE_ROWS)
+        for m in ("strong", "weak1", "weak2")
+    ]
+    assert load_weights(tmp_path / "weights.json") == pytest.approx(learn_weights(records))
+    assert WeightedStrategy.learn(records)["weights"] == pytest.approx(saved["weights"])
+    weights = saved["weights"]
+    assert weights["strong"] > weights["weak1"] + weights["weak2"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    # A cooperation reads them through options.weights_file: the weak pair no longer wins.
+    (tmp_path / "coop.toml").write_text(SAVE_CONFIG)
+    recordings = [("strong", "A: 10"), ("weak1", "A: 12"), ("weak2", "The answer is 12.")]
+    (tmp_path / "recordings.jsonl").write_text(
+        "".join(json.dumps({"model": m, "prompt": "q5", "text": t}) + "\n" for m, t in recordings)
+    )
+    learned = _coop(tmp_path, "cooperate", "--cooperation", "learned", "q5", "--json")
+    assert learned.returncode == 0, learned.stderr
+    evidence = json.loads(learned.stdout)["evidence"]
+    assert evidence["weights_source"] == "file weights.json"
+    assert evidence["weights"] == pytest.approx(weights)
+    assert evidence["winning_answer"] == "10"
+    plain = _coop(tmp_path, "cooperate", "--cooperation", "unweighted", "q5", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["evidence"]["winning_answer"] == "12"
+
+
+def test_eval_cooperation_save_needs_a_strategy_that_learns(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in SAVE_ROWS))
+    args = ("eval", "cooperation", "rows.jsonl", "--models", "strong,weak1,weak2")
+    result = _coop(tmp_path, *args, "--strategy", "voting", "--save", "w.json")
+    assert result.returncode == 2
+    assert "--save" in result.stderr and "'voting' learns nothing" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not (tmp_path / "w.json").exists()
+    result = _coop(tmp_path, *args, "--strategy", "weighted", "--save", "nowhere/w.json")
+    assert result.returncode == 2 and "--save: no such folder: nowhere" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.anyio
+async def test_learn_settings_and_save_learned(tmp_path: Path) -> None:
+    from coop._coop_eval import learn_settings, save_learned
+
+    learned = learn_settings(SAVE_ROWS, ["strong", "weak1", "weak2"], "weighted")
+    assert set(learned) == {"weights"}
+    with pytest.raises(ValidationError, match="'voting' learns nothing"):
+        learn_settings(SAVE_ROWS, ["strong"], "voting")
+    path = tmp_path / "s.json"
+    save_learned(path, learned, weights="ignored", note="meta")
+    assert json.loads(path.read_text()) == {**learned, "note": "meta"}  # learned keys win
+    with pytest.raises(ConfigError, match="cannot write"):
+        save_learned(tmp_path / "missing" / "s.json", learned)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import attrs
 
 from ._answers import Answer, answers_match, extract_answer
-from ._errors import CooperationError, ValidationError
+from ._errors import ConfigError, CooperationError, ValidationError
 from ._strategies import Candidate, Strategy, StrategyContext
 
 __all__ = [
@@ -31,7 +31,9 @@ __all__ = [
     "EvalRow",
     "ModelScore",
     "evaluate_voting",
+    "learn_settings",
     "load_rows",
+    "save_learned",
 ]
 
 TRUTH_KEYS = ("ground_truth", "answer", "reference", "target")
@@ -216,6 +218,15 @@ class CooperationReport:
         return "\n".join(lines)
 
 
+def _check(rows: Sequence[Any], models: Sequence[str]) -> None:
+    if not models:
+        raise ValidationError("no models to evaluate", field="models")
+    if len(set(models)) != len(models):
+        raise ValidationError("models must be distinct", field="models", value=models)
+    if not rows:
+        raise ValidationError("no rows to evaluate", field="rows")
+
+
 async def _offline_complete(model: str, messages: list[dict[str, Any]]) -> str:
     raise CooperationError(
         f"offline evaluation has no upstream to call {model!r}; pass complete= to evaluate "
@@ -264,12 +275,7 @@ async def evaluate_voting(
     """
     rows = list(rows)
     models = list(models)
-    if not models:
-        raise ValidationError("no models to evaluate", field="models")
-    if len(set(models)) != len(models):
-        raise ValidationError("models must be distinct", field="models", value=models)
-    if not rows:
-        raise ValidationError("no rows to evaluate", field="rows")
+    _check(rows, models)
     if order not in ("accuracy", "given"):
         raise ValidationError("must be 'accuracy' or 'given'", field="order", value=order)
     cls, base_settings = _resolve(strategy, plugins)
@@ -375,3 +381,58 @@ async def evaluate_voting(
     report.rows = [results[i] for i in range(len(rows))]
     report.correct = sum(r.correct for r in report.rows)
     return report
+
+
+def learn_settings(
+    rows: Iterable[Mapping[str, Any]],
+    models: Sequence[str],
+    strategy: str | Strategy | type[Strategy],
+    *,
+    plugins: Any = None,
+) -> dict[str, Any]:
+    """What ``strategy`` learns from all ``rows`` at once (``Strategy.learn(records)``).
+
+    The settings to deploy once an evaluation has shown they hold out of fold:
+    the records are those each fold of :func:`evaluate_voting` learns from
+    (``{"question", "model", "answer", "correct"}``), for every row. A strategy
+    without ``learn`` learns nothing: that is a :class:`ValidationError`.
+    """
+    rows = list(rows)
+    models = list(models)
+    _check(rows, models)
+    cls, _ = _resolve(strategy, plugins)
+    learn = getattr(cls, "learn", None)
+    if not callable(learn):
+        name = getattr(cls, "name", cls.__name__)
+        raise ValidationError(
+            f"strategy {name!r} learns nothing from recorded answers", field="strategy"
+        )
+    records = []
+    for i, row in enumerate(rows):
+        truth = _truth(row)
+        question = str(row.get("question") or "") or None
+        for m in models:
+            text, _label, _extras = _model_output(row, m)
+            answer = extract_answer(text, question=question) if text else None
+            correct = answers_match(answer, truth)
+            records.append({"question": i, "model": m, "answer": answer, "correct": correct})
+    return dict(learn(records))
+
+
+def save_learned(path: str | Path, learned: Mapping[str, Any], **meta: Any) -> None:
+    """Write learned settings and ``meta`` as one JSON object, atomically (a learned
+    key wins over a meta key of the same name). For ``weighted`` that is
+    ``{"weights": {...}, ...}``: the format its ``save_weights`` writes and its
+    ``weights_file`` setting reads."""
+    import json
+
+    from ._files import atomic_write
+
+    try:
+        text = json.dumps({**meta, **learned}, indent=2, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"learned settings are not JSON: {exc}", field="learned") from exc
+    try:
+        atomic_write(Path(path), text + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror or exc}", path=str(path)) from exc

@@ -180,6 +180,7 @@ def eval_cooperation(
     strategy: str = "voting",
     mode: str = "parallel",
     folds: int = 5,
+    save: Path | None = None,
     json_: Annotated[bool, Parameter(name="--json")] = False,
     common: Common = Common(),  # noqa: B008
 ) -> int:
@@ -187,7 +188,9 @@ def eval_cooperation(
 
     Rows hold a reference answer ("ground_truth" or "answer") and each model's recorded
     output (text, or {"solution", "is_correct"}). Learned settings (weights) come from
-    k-fold cross-validation, never from the rows they are scored on.
+    k-fold cross-validation, never from the rows they are scored on. --save then learns
+    them on all the rows and writes them for use: with weighted, the weights file that
+    [cooperations.X] options = { weights_file = "FILE" } reads.
 
     Parameters
     ----------
@@ -201,6 +204,9 @@ def eval_cooperation(
         Only parallel can be replayed offline.
     folds
         k of the cross-validation.
+    save
+        Write the settings the strategy learns on all the rows to this JSON file
+        (atomically); only for strategies that learn (weighted).
     """
     if mode != "parallel":
         raise ValidationError(
@@ -212,12 +218,29 @@ def eval_cooperation(
         rows = load_rows(file)
     except FileNotFoundError:
         raise ConfigError("file not found", path=str(file)) from None
-    plugins.get("strategy", strategy)
+    cls = plugins.get("strategy", strategy)
+    if save is not None and not callable(getattr(cls, "learn", None)):
+        raise ValidationError(
+            f"strategy {strategy!r} learns nothing to save; use --save with a strategy that "
+            "learns settings (weighted), or leave it out",
+            field="--save",
+            value=str(save),
+        )
+    if save is not None and not save.absolute().parent.is_dir():
+        raise ConfigError(f"no such folder: {save.parent}", key="--save")
     report = anyio.run(lambda: evaluate_voting(rows, names, strategy, folds=folds, plugins=plugins))
     if json_:
         emit_json(report.to_dict())
     else:
         print(report.format())
+    if save is not None:
+        from .._coop_eval import learn_settings, save_learned
+
+        learned = learn_settings(rows, names, strategy, plugins=plugins)
+        save_learned(save, learned, strategy=strategy, models=names, rows=str(file))
+        print(
+            f"saved {', '.join(learned)} learned on all {len(rows)} rows to {save}", file=sys.stderr
+        )
     return 0
 
 
