@@ -75,6 +75,15 @@ def test_ask_streams_and_reports(tmp_path: Path, up: FakeOpenAI) -> None:
     data = json.loads(as_json.stdout)
     assert data["route"]["tier"] == "reasoning" and data["model"] == "big"
     assert data["deployment"] == "up/gpt-4o" and data["usage"]["total_tokens"] > 0
+    # coop route shows the plan coop ask ran.
+    routed = coop(
+        tmp_path, "route", "--json", "Solve for x: 3x + 7 = 22. Show your steps.", TEST_UP_KEY="x"
+    )
+    decision = json.loads(routed.stdout)
+    assert decision["plan"] == {"kind": "model", "target": "big"}
+    assert (decision["tier"], decision["target"]) == (data["route"]["tier"], data["model"])
+    cascade = coop(tmp_path, "route", "--router", "cascade", "What is 7 * 8?", TEST_UP_KEY="x")
+    assert "plan:       cascade: small sampled 2x, big if they disagree" in cascade.stdout
 
 
 def test_ask_errors_are_one_line(tmp_path: Path, up: FakeOpenAI) -> None:

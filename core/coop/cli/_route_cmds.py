@@ -7,14 +7,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import attrs
 from cyclopts import App, Parameter
 
 from .._config import SystemConfig
-from .._errors import ConfigError
+from .._dispatch import Dispatcher
+from .._errors import ConfigError, ValidationError
 from .._jsonl import read_jsonl
+from .._plan import Limits, Plan
 from .._plugins import Plugins
 from .._route_eval import evaluate_routing, load_rows
-from .._route_policy import RoutingPolicy
+from .._wire import ChatRequest, parse_chat_request
 from ._common import Common, emit_json, load
 
 eval_app = App(name="eval", help="Measure routing or a cooperation against labelled data.")
@@ -25,31 +28,51 @@ def register(app: App) -> None:
     app.command(eval_app)
 
 
-def _policy(config: SystemConfig, plugins: Plugins, router: str | None) -> RoutingPolicy:
-    name = router or config.routing.router
-    cls = plugins.get("router", name)
-    options = config.routing.options if name == config.routing.router else {}
-    return RoutingPolicy(config, cls(options))
+def _dispatcher(config: SystemConfig, plugins: Plugins, router: str | None) -> Dispatcher:
+    """The dispatcher whose plans ``coop route`` shows: the gateway's, or another router's."""
+    if router is not None and router != config.routing.router:
+        plugins.get("router", router)  # an unknown name fails here, with the known ones
+        config = attrs.evolve(
+            config, routing=attrs.evolve(config.routing, router=router, options={})
+        )
+    return Dispatcher(config, plugins=plugins, health_checks=False)
 
 
-def _read_batch(path: Path) -> list[list[dict[str, Any]]]:
-    """Every row's messages, checked before any decision is written."""
+def _request(row: dict[str, Any]) -> ChatRequest:
+    """A row (``prompt`` or ``messages``, optional ``tools``) as the request ``auto`` gets."""
+    return parse_chat_request({**row, "model": "auto"})
+
+
+def _read_batch(path: Path) -> list[ChatRequest]:
+    """Every row's request, checked before any decision is written."""
     batch = []
     for number, row in read_jsonl(path):
-        if isinstance(row.get("messages"), list):
-            batch.append(row["messages"])
-        elif isinstance(row.get("prompt"), str):
-            batch.append([{"role": "user", "content": row["prompt"]}])
-        else:
-            raise ConfigError(
-                "a row needs 'prompt' (a string) or 'messages' (a list)",
-                path=str(path),
-                line=number,
-            )
+        data: dict[str, Any] = {k: row[k] for k in ("messages", "tools") if k in row}
+        if not isinstance(row.get("messages"), list):
+            if not isinstance(row.get("prompt"), str):
+                raise ConfigError(
+                    "a row needs 'prompt' (a string) or 'messages' (a list)",
+                    path=str(path),
+                    line=number,
+                )
+            data["messages"] = [{"role": "user", "content": row["prompt"]}]
+        try:
+            batch.append(_request(data))
+        except ValidationError as exc:
+            raise ConfigError(str(exc), path=str(path), line=number) from None
     return batch
 
 
-def _explain(decision: Any) -> str:
+def _decision(plan: Plan) -> dict[str, Any]:
+    assert plan.decision is not None
+    data = plan.decision.to_dict()
+    data["plan"] = {"kind": plan.kind, "target": plan.target}
+    return data
+
+
+def _explain(plan: Plan) -> str:
+    decision = plan.decision
+    assert decision is not None
     lines = [
         f"task type:  {decision.task_type} ({decision.language})",
         f"complexity: {decision.complexity}",
@@ -66,6 +89,9 @@ def _explain(decision: Any) -> str:
             lines.append(
                 f"  - {c['name']} [{c['kind']}] {'eligible' if c['eligible'] else 'not eligible'}{extra}{why}"
             )
+    if plan.cascade is not None:
+        cheap, strong, samples = plan.cascade
+        lines.append(f"plan:       cascade: {cheap} sampled {samples}x, {strong} if they disagree")
     return "\n".join(lines)
 
 
@@ -99,15 +125,16 @@ def route(
         Seconds; candidates with slower recent latency are skipped.
     """
     config, plugins = load(common)
-    policy = _policy(config, plugins, router)
+    dispatcher = _dispatcher(config, plugins, router)
+    limits = Limits(max_cost=max_cost, max_latency=max_latency)
     if batch is not None:
         if prompt is not None:
             raise ConfigError("give a prompt or --batch, not both", key="--batch")
-        rows = _read_batch(batch)
+        requests = _read_batch(batch)
         out = sys.stdout
-        for messages in rows:
-            decision = policy.decide(messages, max_cost=max_cost, max_latency=max_latency)
-            out.write(json.dumps(decision.to_dict(), ensure_ascii=False) + "\n")
+        for request in requests:
+            plan = dispatcher.plan(request, limits=limits)
+            out.write(json.dumps(_decision(plan), ensure_ascii=False) + "\n")
         return 0
     if prompt is None:
         raise ConfigError("give a prompt (or --batch FILE.jsonl)", key="prompt")
@@ -115,11 +142,11 @@ def route(
         prompt = sys.stdin.read()
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
-    decision = policy.decide(messages, max_cost=max_cost, max_latency=max_latency)
+    plan = dispatcher.plan(_request({"messages": messages}), limits=limits)
     if json_:
-        emit_json(decision.to_dict())
+        emit_json(_decision(plan))
     else:
-        print(_explain(decision))
+        print(_explain(plan))
     return 0
 
 
