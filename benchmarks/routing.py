@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,8 @@ def typical_prompts() -> list[list[dict[str, Any]]]:
     for path in SOURCES:
         if not path.is_file():
             continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                prompts.append(row.get("messages") or [{"role": "user", "content": row["prompt"]}])
+        for _, row in coop.read_jsonl(path):  # not splitlines(): prompts hold U+0085, U+2028
+            prompts.append(row.get("messages") or [{"role": "user", "content": row["prompt"]}])
     if not prompts:
         prompts = [[{"role": "user", "content": "What is 12 * 7?"}]]
     return prompts
