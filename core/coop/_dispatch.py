@@ -456,7 +456,7 @@ def _cooperation_response(name: str, result: CooperationResult, usage: Usage) ->
                     index=0,
                     message=first.message,
                     finish_reason=first.finish_reason or "stop",
-                    logprobs=None,
+                    logprobs=first.logprobs,  # the winner's text, so its logprobs still hold
                 )
             ],
             usage=usage,
