@@ -128,7 +128,12 @@ def test_load_rows(tmp_path: Path) -> None:
     path.write_text('{"a": 1}\n\n{"b": 2}\n')
     assert load_rows(path) == [{"a": 1}, {"b": 2}]
     path.write_text("{nope\n")
-    with pytest.raises(ValidationError, match=r"rows\.jsonl:1"):
+    with pytest.raises(ConfigError, match=r"rows\.jsonl:1"):
+        load_rows(path)
+    path.write_text('{"q": "a\u0085b\u2028c", "answer": 1}\n', encoding="utf-8")  # raw U+0085
+    assert load_rows(path) == [{"q": "a\u0085b\u2028c", "answer": 1}]
+    path.write_text("[1, 2]\n")
+    with pytest.raises(ConfigError, match=r"rows\.jsonl:1"):
         load_rows(path)
 
 

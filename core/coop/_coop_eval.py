@@ -24,6 +24,7 @@ import attrs
 
 from ._answers import Answer, answers_match, extract_answer
 from ._errors import ConfigError, CooperationError, ValidationError
+from ._jsonl import read_jsonl
 from ._strategies import Candidate, Strategy, StrategyContext
 
 __all__ = [
@@ -42,18 +43,8 @@ LABEL_KEYS = ("is_correct", "correct")
 
 
 def load_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file (blank lines skipped)."""
-    import json
-
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValidationError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-    return rows
+    """Rows of a JSON-lines file (blank lines skipped; lines end at ``\\n`` only)."""
+    return [row for _, row in read_jsonl(path)]
 
 
 def _model_output(
@@ -280,8 +271,7 @@ async def evaluate_voting(
         raise ValidationError("must be 'accuracy' or 'given'", field="order", value=order)
     cls, base_settings = _resolve(strategy, plugins)
     base_settings.update(settings or {})
-    learn = getattr(cls, "learn", None)
-    if folds < 2 and (order == "accuracy" or callable(learn)):
+    if folds < 2 and (order == "accuracy" or cls.learns):
         raise ValidationError("cross-validation needs folds >= 2", field="folds", value=folds)
     folds = min(folds, len(rows)) if folds >= 2 else 1
 
@@ -342,13 +332,13 @@ async def evaluate_voting(
             fold_order.sort(key=lambda m: -acc[m])  # stable: ties keep the given order
         fold_settings = dict(base_settings)
         learned: dict[str, Any] = {}
-        if callable(learn) and train:
+        if cls.learns and train:
             records = [
                 {"question": i, "model": m, "answer": answers[i][m], "correct": right[i][m]}
                 for i in train
                 for m in models
             ]
-            learned = dict(learn(records))
+            learned = dict(cls.learn(records))
             fold_settings.update(learned)
         report.learned.append({"fold": fold, "order": fold_order, **learned})
         instance = cls(fold_settings)
@@ -401,8 +391,7 @@ def learn_settings(
     models = list(models)
     _check(rows, models)
     cls, _ = _resolve(strategy, plugins)
-    learn = getattr(cls, "learn", None)
-    if not callable(learn):
+    if not cls.learns:
         name = getattr(cls, "name", cls.__name__)
         raise ValidationError(
             f"strategy {name!r} learns nothing from recorded answers", field="strategy"
@@ -416,7 +405,7 @@ def learn_settings(
             answer = extract_answer(text, question=question) if text else None
             correct = answers_match(answer, truth)
             records.append({"question": i, "model": m, "answer": answer, "correct": correct})
-    return dict(learn(records))
+    return dict(cls.learn(records))
 
 
 def save_learned(path: str | Path, learned: Mapping[str, Any], **meta: Any) -> None:

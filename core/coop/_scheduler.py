@@ -308,7 +308,7 @@ class CooperationScheduler:
             if strategy is None:
                 continue  # sequential/pipeline without a strategy: the last answer is the result
             cls = self.engine.plugins.get("strategy", strategy)
-            if param not in getattr(cls, "honours", frozenset()):
+            if param not in cls.honours:
                 what = "tool calls" if param == "tools" else "JSON answers"
                 return param, (
                     f"not supported by {label}: its strategy {strategy!r} cannot "

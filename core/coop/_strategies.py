@@ -8,7 +8,7 @@ rationale) so a user can see why an answer won.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -79,9 +79,21 @@ class Strategy(abc.ABC):
     #: it compares :attr:`Candidate.tool_calls`, ``"response_format"`` when it keeps a
     #: JSON answer JSON. A request carrying any other of them is refused before a call.
     honours: ClassVar[frozenset[str]] = frozenset()
+    #: Whether :meth:`learn` learns settings from recorded outcomes (``weighted`` does):
+    #: ``coop eval cooperation`` then learns them per fold, and ``--save`` writes them.
+    learns: ClassVar[bool] = False
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         self.settings = dict(settings or {})
+
+    @classmethod
+    def learn(cls, records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Settings learned from records ``{"question", "model", "answer", "correct"}``.
+
+        Called only when :attr:`learns` is true; the result is merged into the
+        cooperation's settings (``{"weights": {...}}``).
+        """
+        return {}
 
     @abc.abstractmethod
     async def integrate(

@@ -219,7 +219,7 @@ def eval_cooperation(
     except FileNotFoundError:
         raise ConfigError("file not found", path=str(file)) from None
     cls = plugins.get("strategy", strategy)
-    if save is not None and not callable(getattr(cls, "learn", None)):
+    if save is not None and not cls.learns:
         raise ValidationError(
             f"strategy {strategy!r} learns nothing to save; use --save with a strategy that "
             "learns settings (weighted), or leave it out",

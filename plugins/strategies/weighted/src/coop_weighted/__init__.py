@@ -199,6 +199,7 @@ class WeightedStrategy(Strategy):
     name = "weighted"
     description = "Voting weighted by configured or learned per-model accuracy."
     honours = frozenset({"tools", "response_format"})
+    learns = True
 
     @classmethod
     def learn(cls, records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
