@@ -178,7 +178,12 @@ def vote(
         _unique_labels(groups, candidates)
     else:
         keyed = [None] * len(candidates)
-        answers = [extract_answer(c.text, question=question, percent=percent) for c in candidates]
+        # Members that agree often say exactly the same thing: read each text once.
+        read: dict[str, Answer | None] = {}
+        for c in candidates:
+            if c.text not in read:
+                read[c.text] = extract_answer(c.text, question=question, percent=percent)
+        answers = [read[c.text] for c in candidates]
         method = "answer" if any(a is not None for a in answers) else "text-similarity"
         groups = []
         for i, (cand, answer) in enumerate(zip(candidates, answers, strict=True)):
