@@ -369,3 +369,27 @@ async def test_plans_name_their_kind_and_carry_the_request(up: FakeOpenAI) -> No
     assert council.request.temperature == 0.3
     assert auto.decision is not None and auto.target == auto.decision.target
     assert auto.request.model == auto.target and auto.request.temperature == 0.3
+
+
+@pytest.mark.anyio
+async def test_a_cooperation_plan_runs_with_the_clients_parameters(up: FakeOpenAI) -> None:
+    up.answer_fn = lambda body: Answer(tool_calls=[ToolCall("get_weather", {"city": "Lima"})])
+    async with coop.Dispatcher(path_config(up), plugins=PLUGINS, health_checks=False) as d:
+        request = coop.parse_chat_request(
+            {
+                "model": "council",
+                "messages": [{"role": "user", "content": "weather in Lima?"}],
+                "tools": [WEATHER_TOOL],
+                "seed": 3,
+            }
+        )
+        plan = d.plan(request, limits=Limits.within(10.0))
+        result = await d.run(plan)
+        chunks = [c async for c in d.stream(plan) if isinstance(c, coop.ChatChunk)]
+    assert all(b["seed"] == 3 and b["tools"] == [WEATHER_TOOL] for b in bodies(up))
+    assert result.cooperation is not None and result.cooperation.confidence == 1.0
+    message = result.response.choices[0].message
+    assert message.tool_calls and message.tool_calls[0].function.name == "get_weather"
+    assert result.response.choices[0].finish_reason == "tool_calls"
+    streamed = [c for chunk in chunks for ch in chunk.choices for c in ch.delta.tool_calls or ()]
+    assert [c.function.name for c in streamed] == ["get_weather"]
