@@ -352,12 +352,13 @@ class CooperationScheduler:
             for o in outputs
             if o.success
         ]
-        plain = attrs.evolve(base, **_ANSWER_SHAPE) if base is not None else None
 
         async def complete(model: str, messages: list[dict[str, Any]]) -> str:
             request = parse_chat_request({"model": model, "messages": messages})
-            if plain is not None:
-                request = attrs.evolve(plain, model=model, messages=request.messages, stream=False)
+            if base is not None:  # the client's sampling parameters, not its answer's shape
+                request = attrs.evolve(
+                    base, model=model, messages=request.messages, stream=False, **_ANSWER_SHAPE
+                )
             output = await self._call(request, stage="strategy", deadline=deadline)
             extra.append(output)
             if not output.success:
