@@ -204,13 +204,15 @@ class CooperationScheduler:
         self,
         request: ChatRequest,
         *,
+        model: str | None = None,
         timeout: float | None = None,
         deadline: float | None = None,
         stage: str | None = None,
         on_progress: Progress | None = None,
     ) -> ModelOutput:
-        """Run one member's request; a failure is recorded in the output, never raised."""
-        model = request.model
+        """Run ``request`` on ``model`` (default: its own); a failure is recorded in the
+        output, never raised."""
+        model = model or request.model
         started = time.perf_counter()
         if deadline is not None:
             left = max(0.0, deadline - time.monotonic())
@@ -408,12 +410,11 @@ class CooperationScheduler:
         outputs: list[ModelOutput | None] = [None] * len(models)
 
         async def one(i: int, model: str) -> None:
-            member = attrs.evolve(base, model=model, stream=False, stream_options=UNSET)
-            # Same messages and parameters as the client's: its own JSON is still the body
-            # (providers set the model and drop "stream" themselves).
-            member.source = base.source
+            # Every member sends the client's own request: providers read the upstream
+            # model from the deployment and never stream from ``chat``, and none changes
+            # a request, so one object serves all (no copy per member).
             outputs[i] = await self._call(
-                member, timeout=timeout, deadline=deadline, on_progress=on_progress
+                base, model=model, timeout=timeout, deadline=deadline, on_progress=on_progress
             )
 
         async with anyio.create_task_group() as tg:
