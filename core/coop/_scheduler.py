@@ -1,6 +1,6 @@
 """CooperationScheduler: several models on one task, sequential, parallel or pipeline.
 
-Parallel runs use one anyio task group, so wall time follows the slowest model,
+Parallel runs use one task group (``_fanout``), so wall time follows the slowest model,
 not the sum; each model has its own timeout and a quorum decides whether enough
 answered. Cancelling the caller cancels every upstream call. Integration is a
 strategy plugin (voting, judge, ...), looked up by name like any third-party one.
@@ -8,6 +8,7 @@ strategy plugin (voting, judge, ...), looked up by name like any third-party one
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from ._errors import (
     UnsupportedParameterError,
     ValidationError,
 )
+from ._fanout import run_all
 from ._strategies import Candidate, Integration, StrategyContext
 from ._wire import UNSET, ChatMessage, ChatRequest, ChatResponse, parse_chat_request, to_wire
 
@@ -417,9 +419,7 @@ class CooperationScheduler:
                 base, model=model, timeout=timeout, deadline=deadline, on_progress=on_progress
             )
 
-        async with anyio.create_task_group() as tg:
-            for i, model in enumerate(models):
-                tg.start_soon(one, i, model)
+        await run_all(functools.partial(one, i, model) for i, model in enumerate(models))
         done = [o for o in outputs if o is not None]
         return await self._finish(
             "parallel",
