@@ -158,7 +158,7 @@ class Dispatcher:
         """Resolve ``request`` once: a model, a configured cooperation, or the router's choice.
 
         Raises :class:`UnknownModelError` for a name that is none of these and
-        :class:`BadRequestError` (400) for parameters the target cannot honour.
+        :class:`UnsupportedParameterError` (400) for parameters the target cannot honour.
         """
         limits = limits or Limits()
         name = request.model
