@@ -26,6 +26,7 @@ from ._errors import (
     ValidationError,
 )
 from ._fanout import run_all
+from ._plan import honourable_parameters
 from ._strategies import Candidate, Integration, StrategyContext
 from ._wire import UNSET, ChatMessage, ChatRequest, ChatResponse, parse_chat_request, to_wire
 
@@ -274,8 +275,6 @@ class CooperationScheduler:
         ``response_format`` and ``n`` only where the cooperation can integrate what
         they ask for. Nothing is dropped silently.
         """
-        from ._plan import honourable_parameters
-
         used = honourable_parameters(request)
         if not used:
             return
