@@ -291,8 +291,8 @@ class CooperationScheduler:
         for param in sorted(used):
             if param == "n":
                 return param, (
-                    f"n > 1: not supported by {label}: a cooperation integrates its "
-                    "members' answers into one choice; send n = 1"
+                    f"must be 1 for {label}: a cooperation integrates its members' "
+                    "answers into one choice"
                 )
             if cooperation.mode == "pipeline" and param == "tools":
                 return param, (
