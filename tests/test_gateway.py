@@ -118,9 +118,11 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def serve_in_thread(config: SystemConfig, *, retry: RetryPolicy = FAST) -> Iterator[Gateway]:
+def serve_in_thread(
+    config: SystemConfig, *, retry: RetryPolicy = FAST, plugins: coop.Plugins | None = None
+) -> Iterator[Gateway]:
     """uvicorn (uvloop + httptools, as ``coop serve``) on an ephemeral loopback port."""
-    app = create_app(config, plugins=PLUGINS, health_checks=False)
+    app = create_app(config, plugins=plugins or PLUGINS, health_checks=False)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

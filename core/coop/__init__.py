@@ -104,7 +104,12 @@ from ._scheduler import (
     ModelOutput,
 )
 from ._services import (
+    Completion,
     Service,
+    ServiceContext,
+    ServiceManager,
+    ServiceParameter,
+    ServiceResponse,
     ServiceResult,
 )
 from ._sse import (
@@ -179,6 +184,7 @@ __all__ = [
     "ChatResult",
     "Choice",
     "ChunkChoice",
+    "Completion",
     "ConfigError",
     "ContentPart",
     "ContextWindowExceededError",
@@ -230,7 +236,11 @@ __all__ = [
     "SSEEvent",
     "ServerConfig",
     "Service",
+    "ServiceContext",
     "ServiceError",
+    "ServiceManager",
+    "ServiceParameter",
+    "ServiceResponse",
     "ServiceResult",
     "Strategy",
     "StrategyContext",

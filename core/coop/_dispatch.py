@@ -93,10 +93,12 @@ class Dispatcher:
         plugins: Plugins | None = None,
         health_checks: bool = True,
         http_backend: str | None = None,
+        engine: OpenAIEngine | None = None,
     ) -> None:
         self.config = config if config is not None else SystemConfig()
         self.plugins = plugins or load_plugins(disabled=self.config.plugins.disabled)
-        self.engine = OpenAIEngine(
+        #: An engine the caller already has (``ServiceManager(engine)``) is used as is.
+        self.engine = engine or OpenAIEngine(
             self.config,
             plugins=self.plugins,
             health_checks=health_checks,

@@ -33,10 +33,11 @@ import sniffio
 from .. import __version__
 from .._config import CooperationConfig, SystemConfig
 from .._dispatch import Dispatcher, Progress
-from .._errors import CoopError
+from .._errors import CoopError, did_you_mean
 from .._plan import Limits, Plan
 from .._plugins import Plugins
 from .._routing import RouteDecision
+from .._services import ServiceManager
 from .._wire import ChatChunk, chunk_to_sse, parse_chat_request, response_json, to_wire
 from ._http import (
     ClientDisconnected,
@@ -165,6 +166,7 @@ class GatewayApp:
             ("POST", "/chat/completions"): self.chat_completions,
             ("POST", "/v1/completions"): self.completions,
             ("POST", "/completions"): self.completions,
+            ("GET", "/v1/services"): self.list_services,
             ("GET", "/v1/models"): self.models,
             ("GET", "/models"): self.models,
             ("POST", "/v1/route"): self.route,
@@ -177,7 +179,7 @@ class GatewayApp:
         self._paths = {path for _, path in self._routes}
         self._public = frozenset({"/health", "/health/ready"})
         self._counted = frozenset(
-            {self.chat_completions, self.completions, self.route, self.cooperate}
+            {self.chat_completions, self.completions, self.route, self.cooperate, self.run_service}
         )
 
     # -- lifecycle ----------------------------------------------------------------
@@ -243,6 +245,8 @@ class GatewayApp:
 
         path = scope["path"]
         handler = self._routes.get((scope["method"], path))
+        if handler is None and path.startswith("/v1/services/") and scope["method"] == "POST":
+            handler = self.run_service
         counted = handler in self._counted
         if counted:
             self.in_flight += 1
@@ -586,6 +590,75 @@ class GatewayApp:
         result = await self._guard(receive, self.dispatcher.run(plan))
         assert result.cooperation is not None
         await send_json(send, 200, result.cooperation.to_dict())
+
+    # -- application services ----------------------------------------------------------
+
+    async def list_services(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        assert self.dispatcher is not None
+        data = [
+            {
+                "name": name,
+                "description": cls.description,
+                "parameters": [
+                    {
+                        "name": p.name,
+                        "type": p.type.__name__,
+                        "choices": list(p.choices) if p.choices else None,
+                        "default": p.default,
+                        "required": p.required,
+                    }
+                    for p in cls.parameters
+                ],
+            }
+            for name, cls in sorted(self.dispatcher.plugins.services().items())
+        ]
+        await send_json(send, 200, {"object": "list", "data": data})
+
+    async def run_service(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        """``POST /v1/services/{type}`` with ``{"content" | "content_base64", "parameters"}``."""
+        import base64
+        import binascii
+
+        service_type = scope["path"].removeprefix("/v1/services/")
+        assert self.dispatcher is not None
+        services = self.dispatcher.plugins.services()
+        if service_type not in services:
+            known = ", ".join(sorted(services)) or "none installed"
+            raise HTTPError(
+                404,
+                f"no service {service_type[:100]!r}{did_you_mean(service_type, services)}; "
+                f"available: {known}",
+                code="service_not_found",
+            )
+        data = await self._request_json(receive, ctx)
+        if not isinstance(data, dict):
+            raise HTTPError(400, "request body must be a JSON object")
+        parameters = data.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise HTTPError(400, "parameters must be an object", param="parameters")
+        content: str | bytes | None = data.get("content")
+        if data.get("content_base64") is not None:
+            try:
+                content = base64.b64decode(str(data["content_base64"]), validate=True)
+            except (binascii.Error, ValueError):
+                raise HTTPError(
+                    400, "content_base64 is not valid base64", param="content_base64"
+                ) from None
+        if not isinstance(content, str | bytes) or not content:
+            raise HTTPError(
+                400, "give 'content' (text) or 'content_base64' (a file)", param="content"
+            )
+        manager = ServiceManager(self.dispatcher)
+        limits = Limits(deadline=time.monotonic() + self._timeout)
+        response = await self._guard(
+            receive, manager.run(service_type, content, parameters, limits=limits)
+        )
+        ctx.model = ",".join(response.models) or None
+        await send_json(send, 200, response.to_dict())
 
     # -- health and status --------------------------------------------------------------
 
