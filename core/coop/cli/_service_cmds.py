@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import anyio
 from cyclopts import App, Parameter
 
-from .._errors import ConfigError, ServiceError, ValidationError
+from .._errors import ConfigError, ValidationError
 from .._services import ServiceManager
 from ._common import Common, emit_json, load, table
 
@@ -144,7 +144,8 @@ def _list(manager: ServiceManager, as_json: bool) -> int:
         )
         return 0
     if not services:
-        raise ServiceError("no service plugin is installed (pip install 'llm-coop[all]')")
+        print("no service plugin is installed (pip install 'llm-coop[all]')", file=sys.stderr)
+        return 0
     for name, cls in services.items():
         print(f"{name}: {cls.description}")
         rows = [
