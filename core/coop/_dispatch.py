@@ -24,6 +24,7 @@ from ._engine import OpenAIEngine
 from ._errors import UnknownModelError, ValidationError
 from ._plan import Limits, Plan, honourable_parameters
 from ._plugins import Plugins, load_plugins
+from ._redact import redact
 from ._route_policy import RoutingPolicy
 from ._routing import CascadingRouter, RouteDecision
 from ._scheduler import CooperationResult, CooperationScheduler
@@ -393,7 +394,7 @@ class Dispatcher:
             if data.get("latency") is not None:
                 note += f" in {data['latency']:.2f}s"
             if data.get("error"):
-                note += f": {data['error']}"
+                note += f": {redact(data['error'])}"  # an SSE comment: leaves the process
             with contextlib.suppress(
                 anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
             ):

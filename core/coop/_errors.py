@@ -30,6 +30,7 @@ catch one class; subclasses also derive from the matching builtin where natural.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from typing import Any
 
@@ -187,7 +188,13 @@ class UnknownModelError(CoopError, LookupError):
 
 
 class UpstreamError(CoopError):
-    """An upstream API answered with an error or could not be reached."""
+    """An upstream API answered with an error or could not be reached.
+
+    ``str()`` is a summary by class and status, safe to show anyone: it never carries the
+    upstream's own text (which can quote the key coop sent) nor the HTTP client's exception
+    text (class names, errno strings). For debugging in Python, ``.body`` keeps the start of
+    the upstream's answer and ``.detail`` the message as raised; neither leaves the process.
+    """
 
     error_type = "api_error"
     http_status = 502
@@ -203,17 +210,81 @@ class UpstreamError(CoopError):
     ) -> None:
         self.status, self.provider, self.deployment = status, provider, deployment
         self.body = (body or "")[:500]
-        parts = [message]
-        if status is not None:
-            parts.append(f"(status {status})")
-        if deployment:
-            parts.append(f"[{deployment}]")
-        if self.body:
-            parts.append(f"body: {self.body[:200]!r}")
-        super().__init__(" ".join(parts))
+        #: The message as raised (a transport error's may name the HTTP client's internals).
+        self.detail = message
+        super().__init__(message)
+
+    @property
+    def summary(self) -> str:
+        """What went wrong, without the status and deployment (see ``str()``)."""
+        cause = self.__cause__
+        if cause is not None and not isinstance(cause, CoopError):
+            return _transport_summary(cause, self)
+        return self.detail
+
+    def __str__(self) -> str:  # computed late: the engine fills in .deployment after raising
+        parts = [self.summary]
+        if self.status is not None:
+            parts.append(f"(status {self.status})")
+        if self.deployment:
+            parts.append(f"[{self.deployment}]")
+        return " ".join(parts)
 
     #: Whether another attempt (same or other deployment) may succeed.
     retryable = True
+
+
+#: A transport exception (aiohttp, httpx, the OS) → what a reader needs to know, by class name
+#: (most specific first along the exception's MRO), so the HTTP clients are not imported here.
+_TRANSPORT = {
+    "ClientPayloadError": "upstream closed the stream early",
+    "TransferEncodingError": "upstream closed the stream early",
+    "ContentLengthError": "upstream closed the stream early",
+    "ServerDisconnectedError": "upstream closed the connection",
+    "RemoteProtocolError": "upstream closed the connection early",
+    "ClientConnectorDNSError": "upstream host does not resolve",
+    "gaierror": "upstream host does not resolve",
+    "ClientConnectorCertificateError": "upstream TLS certificate rejected",
+    "ClientSSLError": "TLS with the upstream failed",
+    "SSLError": "TLS with the upstream failed",
+    "ConnectionTimeoutError": "upstream did not accept the connection in time",
+    "ConnectTimeout": "upstream did not accept the connection in time",
+    "ConnectionRefusedError": "upstream refused the connection",
+    "ConnectionResetError": "connection reset by upstream",
+    "ConnectionAbortedError": "connection reset by upstream",
+    "BrokenPipeError": "connection reset by upstream",
+    "ReadError": "connection reset by upstream",
+    "WriteError": "connection reset by upstream",
+    "ClientConnectorError": "cannot connect to upstream",
+    "ConnectError": "cannot connect to upstream",
+    "InvalidURL": "invalid upstream URL",
+    "InvalidUrlClientError": "invalid upstream URL",
+    "ClientResponseError": "upstream sent an invalid HTTP response",
+    "ProtocolError": "upstream sent an invalid HTTP response",
+    "TimeoutException": "upstream timed out",
+    "ServerTimeoutError": "upstream timed out",
+    "TimeoutError": "upstream timed out",
+}
+_ERRNO = {
+    errno.ECONNRESET: "connection reset by upstream",
+    errno.EPIPE: "connection reset by upstream",
+    errno.ECONNREFUSED: "upstream refused the connection",
+}
+
+
+def _transport_summary(cause: BaseException, error: UpstreamError) -> str:
+    code = getattr(cause, "errno", None)
+    if code in _ERRNO:
+        return _ERRNO[code]
+    for klass in type(cause).__mro__:
+        found = _TRANSPORT.get(klass.__name__)
+        if found:
+            return found
+    if isinstance(error, TimeoutError):
+        return "upstream timed out"
+    if isinstance(error, ConnectionError):
+        return "upstream connection failed"
+    return "upstream error"
 
 
 class BadRequestError(UpstreamError):

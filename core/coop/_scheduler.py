@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._fanout import run_all
 from ._plan import honourable_parameters
+from ._redact import redact
 from ._strategies import Candidate, Integration, StrategyContext
 from ._wire import UNSET, ChatMessage, ChatRequest, ChatResponse, parse_chat_request, to_wire
 
@@ -232,7 +233,7 @@ class CooperationScheduler:
             message = (
                 f"timed out after {timeout:g}s"
                 if isinstance(exc, TimeoutError) and not isinstance(exc, CoopError)
-                else f"{type(exc).__name__}: {exc}"
+                else redact(f"{type(exc).__name__}: {exc}")  # a summary, never upstream text
             )
             output = ModelOutput(
                 model=model,

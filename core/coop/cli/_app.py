@@ -21,6 +21,7 @@ from .._errors import (
     UnknownModelError,
     ValidationError,
 )
+from .._redact import install_log_redaction, redact
 from ._config_cmds import config_app, init
 from ._plugins_cmd import plugins
 
@@ -89,6 +90,7 @@ def stdin_operand(args: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("COOP_DEBUG"))
+    install_log_redaction()  # warnings printed before any handler exists mask secrets too
     try:
         app = build_app()
         result = app(stdin_operand(args), exit_on_error=False, print_error=True)
@@ -97,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CoopError as exc:
         if debug:
             raise
-        print(f"coop: error: {exc}", file=sys.stderr)
+        print(f"coop: error: {redact(str(exc))}", file=sys.stderr)
         return _exit(2 if isinstance(exc, USAGE_ERRORS) else 1)
     except KeyboardInterrupt:
         return _exit(130)
@@ -108,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(
-            f"coop: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            f"coop: internal error: {type(exc).__name__}: {redact(str(exc))} "
+            "(run with --debug for the traceback)",
             file=sys.stderr,
         )
         return _exit(1)

@@ -12,6 +12,7 @@ from cyclopts import Parameter
 
 from .._config import SystemConfig, check_plugins
 from .._plugins import Plugins, load_plugins
+from .._redact import remember_config
 
 __all__ = ["Common", "emit_json", "load", "table"]
 
@@ -31,6 +32,7 @@ class Common:
 def load(common: Common, *, check: bool = True) -> tuple[SystemConfig, Plugins]:
     """The configuration in force and the plugins it enables, checked against each other."""
     config = SystemConfig.discover(common.config)
+    remember_config(config)  # errors and status printed from here on mask its secrets
     plugins = load_plugins(disabled=config.plugins.disabled)
     if check:
         check_plugins(config, plugins)

@@ -14,6 +14,7 @@ from cyclopts import App, Parameter
 
 from .._engine import InferenceRequest, OpenAIEngine, RetryPolicy
 from .._errors import CoopError
+from .._redact import redact_data
 from ._common import Common, emit_json, load, table
 from ._config_cmds import config_app
 
@@ -262,7 +263,7 @@ def test(
                 )
         return rows
 
-    rows = anyio.run(main)
+    rows = redact_data(anyio.run(main))  # errors name endpoints, never their keys
     if json_:
         emit_json(rows)
     else:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from cyclopts import App, Parameter
 
 from .._errors import ConfigError, CoopError, MissingSecretError
+from .._redact import redact_data
 from ._common import Common, emit_json, load, table
 
 
@@ -143,6 +144,7 @@ def status(
         Key to send (default: the first of [server] api_keys).
     """
     code, data = _get(url, "/status", common, api_key)
+    data = redact_data(data)  # a gateway of another version may not mask what it sends
     if code != 200:
         raise CoopError(f"status answered {code}: {data.get('error', {}).get('message', data)}")
     if json_:

@@ -36,6 +36,7 @@ from .._dispatch import Dispatcher, Progress
 from .._errors import CoopError, did_you_mean
 from .._plan import Limits, Plan
 from .._plugins import Plugins
+from .._redact import redact_data, remember_config
 from .._routing import RouteDecision
 from .._services import ServiceManager
 from .._wire import ChatChunk, chunk_to_sse, parse_chat_request, response_json, to_wire
@@ -186,6 +187,7 @@ class GatewayApp:
 
     async def startup(self) -> None:
         self._keys = [k.encode() for k in self.config.server.resolved_api_keys()]
+        remember_config(self.config)  # what leaves the process is masked (coop._redact)
         try:
             library = sniffio.current_async_library()
         except sniffio.AsyncLibraryNotFoundError:
@@ -680,22 +682,25 @@ class GatewayApp:
         )
 
     def status_data(self) -> dict[str, Any]:
+        """What ``/status`` shows, every string redacted (``last_error``, URLs...)."""
         assert self.dispatcher is not None
         engine = self.dispatcher.engine
-        return {
-            "version": __version__,
-            "uptime_s": round(time.time() - self.started, 3),
-            "in_flight": self.in_flight,
-            "config": self.config.source,
-            "router": self.config.routing.router,
-            "endpoints": {
-                name: {"provider": e.provider, "base_url": e.base_url}
-                for name, e in self.config.endpoints.items()
-            },
-            "models": engine.deployment_snapshot(),
-            "cooperations": sorted(self.config.cooperations),
-            "metrics": engine.metrics.snapshot(),
-        }
+        return redact_data(
+            {
+                "version": __version__,
+                "uptime_s": round(time.time() - self.started, 3),
+                "in_flight": self.in_flight,
+                "config": self.config.source,
+                "router": self.config.routing.router,
+                "endpoints": {
+                    name: {"provider": e.provider, "base_url": e.base_url}
+                    for name, e in self.config.endpoints.items()
+                },
+                "models": engine.deployment_snapshot(),
+                "cooperations": sorted(self.config.cooperations),
+                "metrics": engine.metrics.snapshot(),
+            }
+        )
 
     async def status(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         await send_json(send, 200, self.status_data())

@@ -27,6 +27,7 @@ from .._errors import (
     UpstreamUnavailableError,
     ValidationError,
 )
+from .._redact import redact
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -76,8 +77,17 @@ class ClientDisconnected(Exception):
 
 
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> bytes:
+    """The OpenAI error object; every error body and SSE error event is built here, so
+    secrets are masked here (:func:`coop._redact.redact`)."""
     return json.dumps(
-        {"error": {"message": message, "type": type, "param": param, "code": code}},
+        {
+            "error": {
+                "message": redact(message),
+                "type": type,
+                "param": None if param is None else redact(param),
+                "code": code,
+            }
+        },
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode()
@@ -91,7 +101,8 @@ def error_for(exc: BaseException) -> HTTPError:
     502 the upstream failed or answered garbage, 503 the upstream (or every
     deployment) is overloaded, 504 it took too long. An upstream 401 is a 502,
     never a 401: the client's key was fine, coop's upstream key was not. Upstream
-    bodies are not echoed (they can quote coop's own key, masked or not).
+    bodies are not echoed (they can quote coop's own key, masked or not): an
+    :class:`UpstreamError` reads as a summary by status and class.
     """
     if isinstance(exc, HTTPError):
         return exc
@@ -126,7 +137,7 @@ def error_for(exc: BaseException) -> HTTPError:
 def _upstream_error(exc: UpstreamError) -> HTTPError:
     where = f" [{exc.deployment}]" if exc.deployment else ""
     said = f" (upstream status {exc.status})" if exc.status is not None else ""
-    summary = str(exc).split(" body: ", 1)[0]
+    summary = str(exc)  # a summary by class and status: never the upstream's own text
     if isinstance(exc, ContextWindowExceededError):
         return HTTPError(400, summary, param="messages", code="context_length_exceeded")
     if isinstance(exc, BadRequestError):

@@ -23,6 +23,7 @@ from typing import Any
 from .._config import SystemConfig
 from .._errors import ConfigError, CoopError
 from .._plugins import Plugins
+from .._redact import install_log_redaction, remember_config
 from ._app import GatewayApp, create_app
 
 __all__ = ["app_factory", "check_bind", "is_loopback", "serve"]
@@ -74,6 +75,8 @@ def app_factory() -> GatewayApp:
     path = os.environ.get("COOP_SERVE_CONFIG")
     config = SystemConfig.load(path) if path else SystemConfig.discover()
     app = create_app(config)
+    remember_config(config)
+    install_log_redaction()  # this worker's handlers, configured by uvicorn before the factory
     tune_gc()
     return app
 
@@ -134,6 +137,8 @@ def serve(
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    remember_config(config)  # every record and traceback logged from here on masks its secrets
+    install_log_redaction()
     options: dict[str, Any] = dict(
         host=host,
         port=port,
@@ -155,6 +160,7 @@ def serve(
         return
     tune_gc()
     instance = _server_class()(uvicorn.Config(create_app(config, plugins=plugins), **options))
+    install_log_redaction()  # after uvicorn.Config, which sets up uvicorn's own handlers
     instance.on_listening = on_listening
     try:
         instance.run()

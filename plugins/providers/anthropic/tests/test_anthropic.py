@@ -387,13 +387,13 @@ async def test_error_event_mid_stream_raises_the_mapped_error(upstream: FakeAnth
     )
     async with provider(upstream) as p:
         received: list[ChatChunk] = []
-        with pytest.raises(UpstreamUnavailableError, match="Overloaded") as overloaded:
+        with pytest.raises(UpstreamUnavailableError, match="overloaded_error") as overloaded:
             async for chunk in p.stream(request(stream=True), CALL):
                 received.append(chunk)
         assert received and received[0].choices[0].delta.role == "assistant"
         assert "overloaded_error" in overloaded.value.body
         assert overloaded.value.deployment == f"claude/{MODEL}"
-        with pytest.raises(RateLimitError, match="slow down"):
+        with pytest.raises(RateLimitError, match="rate_limit_error"):
             await collect(p, request(stream=True))
 
 

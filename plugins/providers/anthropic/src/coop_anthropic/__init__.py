@@ -575,8 +575,9 @@ class AnthropicProvider(Provider):
         try:
             return from_anthropic(data)
         except (ValidationError, AttributeError, TypeError) as exc:
-            raise self.protocol_error(
-                f"upstream response is not a message: {exc}",
+            where = f" ({exc.field})" if isinstance(exc, ValidationError) and exc.field else ""
+            raise self.protocol_error(  # the answer's own text stays on .body, never in the message
+                f"upstream response is not a message{where}",
                 call,
                 response.status,
                 json.dumps(data)[:500],
@@ -601,9 +602,12 @@ class AnthropicProvider(Provider):
                     data = {**data, "type": event.event}
                 try:
                     chunks = translator.feed(data, event.data[:500])
-                except (AttributeError, TypeError, ValueError) as exc:
-                    raise self.protocol_error(
-                        f"unexpected stream event: {exc}", call, response.status, event.data[:500]
+                except (AttributeError, TypeError, ValueError):
+                    raise self.protocol_error(  # the event's text stays on .body
+                        "unexpected stream event",
+                        call,
+                        response.status,
+                        event.data[:500],
                     ) from None
                 for chunk in chunks:
                     yield chunk
