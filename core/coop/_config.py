@@ -106,6 +106,14 @@ class ServerConfig:
     access_log: str = "text"
     allow_unauthenticated: bool = False
     url: str | None = None
+    #: Bytes of request line and headers one request may send (431 past it).
+    max_header_bytes: int = 64 * 1024
+    #: Seconds a client may take to send its body (408 past it; at most request_timeout).
+    body_timeout: float = 30.0
+    #: Model calls one ``/v1/cooperate`` request may make: members, stages, strategy calls.
+    max_fanout: int = 16
+    #: Host names an open (keyless) gateway answers besides localhost, 127.0.0.1 and [::1].
+    allowed_hosts: list[str] = attrs.field(factory=list)
 
     def resolved_api_keys(self) -> list[str]:
         return [resolve_secret(k, key="server.api_keys") for k in self.api_keys]
@@ -795,6 +803,10 @@ _SERVER_KEYS = {
     "access_log": _choice(("text", "json", "off")),
     "allow_unauthenticated": _bool,
     "url": _str,
+    "max_header_bytes": _pos_int,
+    "body_timeout": _positive,
+    "max_fanout": _pos_int,
+    "allowed_hosts": _str_list,
 }
 _ENDPOINT_KEYS = {
     "provider": _str,

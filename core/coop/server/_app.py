@@ -19,6 +19,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -33,7 +34,7 @@ import sniffio
 from .. import __version__
 from .._config import CooperationConfig, SystemConfig
 from .._dispatch import Dispatcher, Progress
-from .._errors import CoopError, did_you_mean
+from .._errors import ConfigError, CoopError, did_you_mean
 from .._plan import Limits, Plan
 from .._plugins import Plugins
 from .._redact import redact_data, remember_config
@@ -81,8 +82,17 @@ _WANTED = frozenset(
         b"x-coop-max-cost",
         b"x-coop-max-latency",
         b"content-length",
+        b"content-type",
+        b"host",
+        b"origin",
+        b"sec-fetch-site",
     }
 )
+#: Host names an open gateway answers (DNS rebinding sends the attacker's name instead).
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+#: A JSON string escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Handler = Callable[[Scope, Receive, Send, "RequestContext"], Awaitable[None]]
 
@@ -108,13 +118,44 @@ def _parse_json(body: bytes) -> Any:
             400, f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_encoding"
         ) from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except ValueError as exc:
         raise HTTPError(
             400, f"request body is not valid JSON: {exc}", code="invalid_json"
         ) from None
     except RecursionError:  # '[[[[...' thousands deep
         raise HTTPError(400, "request body is nested too deeply", code="invalid_json") from None
+    if _SURROGATE_ESCAPE.search(body):  # rare: the walk runs only when an escape is there
+        where = _surrogate_at(data, "")
+        if where is not None:
+            raise HTTPError(
+                400,
+                f"{where or 'body'}: contains a lone UTF-16 surrogate (\\ud800-\\udfff "
+                "without its pair), which is not valid Unicode",
+                param=where or None,
+                code="invalid_encoding",
+            )
+    return data
+
+
+def _surrogate_at(value: Any, path: str) -> str | None:
+    """The path (``messages[0].content``) of the first string holding a lone surrogate."""
+    if isinstance(value, str):
+        return path if _LONE_SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if _LONE_SURROGATE.search(key):
+                return _LONE_SURROGATE.sub("?", here)
+            found = _surrogate_at(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _surrogate_at(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _limits(ctx: RequestContext, data: Any) -> tuple[float | None, float | None]:
@@ -161,6 +202,10 @@ class GatewayApp:
         self._keys: list[bytes] = []
         self._access = config.server.access_log
         self._timeout = config.server.request_timeout
+        self._max_header = config.server.max_header_bytes
+        self._body_timeout = min(config.server.body_timeout, self._timeout)
+        #: Host names (lower case, no port) an open gateway answers; "*" turns the check off.
+        self._hosts = _LOOPBACK_NAMES | {h.lower() for h in config.server.allowed_hosts}
         self._asyncio_guard: _AsyncioGuard | None = None
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
@@ -228,7 +273,9 @@ class GatewayApp:
         if self.dispatcher is None:  # a server without lifespan support
             await self.startup()
         headers: dict[bytes, str] = {}
+        size = 0
         for key, value in scope["headers"]:
+            size += len(key) + len(value)
             if key in _WANTED:
                 headers[key] = value.decode("latin-1")
         given_id = headers.get(b"x-request-id")
@@ -253,10 +300,21 @@ class GatewayApp:
         if counted:
             self.in_flight += 1
         try:
+            if size > self._max_header:
+                raise HTTPError(
+                    431,
+                    f"request headers exceed {self._max_header} bytes ([server] max_header_bytes)",
+                    code="request_header_fields_too_large",
+                    headers=[(b"connection", b"close")],
+                )
+            if not self._keys:
+                self._check_browser(scope, headers)
             if handler is None:
                 self._no_route(scope["method"], path)
             if self._keys and path not in self._public:
                 self._authenticate(ctx)
+            if scope["method"] == "POST" and b"content-type" in headers:
+                _check_json_type(headers[b"content-type"])
             await handler(scope, receive, tracking_send, ctx)
         except ClientDisconnected:
             ctx.status = 499
@@ -289,6 +347,49 @@ class GatewayApp:
         if path == "/dashboard":
             raise HTTPError(404, "the dashboard is not part of this build yet", code="not_found")
         raise HTTPError(404, f"no endpoint {method} {path}", code="not_found")
+
+    def _check_browser(self, scope: Scope, headers: dict[bytes, str]) -> None:
+        """On an open gateway, refuse what a web page could make a browser send.
+
+        With no keys, any page the user visits could post to the gateway (CSRF) or
+        rename it through DNS rebinding and read the answers. Keys stop both (a
+        browser cannot add them without the gateway's consent), so these checks run
+        only without them: the Host must be a loopback name (or ``[server]
+        allowed_hosts``) when the connection came in on a loopback address, and a
+        browser's ``Origin`` / ``Sec-Fetch-Site`` must not name another site.
+        """
+        if "*" in self._hosts:
+            return
+        host = headers.get(b"host")
+        server = scope.get("server")
+        if (
+            host is not None
+            and (server is None or _is_loopback_ip(server[0]))
+            and _host_name(host) not in self._hosts
+        ):
+            raise HTTPError(
+                421,
+                f"this gateway has no API keys and answers only for localhost, not for "
+                f"Host {host[:100]!r}; add the name to [server] allowed_hosts, or set "
+                "[server] api_keys",
+                code="host_not_allowed",
+            )
+        origin = headers.get(b"origin")
+        if origin is not None and _host_name(origin.partition("://")[2]) not in self._hosts:
+            raise HTTPError(
+                403,
+                f"cross-site request refused: Origin {origin[:100]!r} is not this machine; "
+                "a gateway without API keys answers only local clients ([server] api_keys, "
+                "allowed_hosts)",
+                code="cross_site_request",
+            )
+        if headers.get(b"sec-fetch-site", "").lower() == "cross-site":
+            raise HTTPError(
+                403,
+                "cross-site request refused (Sec-Fetch-Site: cross-site); a gateway without "
+                "API keys answers only local clients ([server] api_keys)",
+                code="cross_site_request",
+            )
 
     def _authenticate(self, ctx: RequestContext) -> None:
         given = None
@@ -360,12 +461,30 @@ class GatewayApp:
         declared = ctx.headers.get(b"content-length", "")
         if declared.isdigit() and int(declared) > limit:  # refused before a byte is read
             raise HTTPError(413, f"request body exceeds {limit} bytes", code="request_too_large")
-        body = await read_body(receive, limit)
+        body = await self._read_body(receive, limit)
         if not body:
             raise HTTPError(
                 400, "request body is empty; expected a JSON object", code="invalid_json"
             )
         return _parse_json(body)
+
+    async def _read_body(self, receive: Receive, limit: int) -> bytes:
+        """The body within ``[server] body_timeout``: a client that stalls gets a 408."""
+        try:
+            if self._asyncio_guard is not None:
+                return await self._asyncio_guard.run(
+                    None, read_body(receive, limit), self._body_timeout
+                )
+            with anyio.fail_after(self._body_timeout):
+                return await read_body(receive, limit)
+        except TimeoutError:
+            raise HTTPError(
+                408,
+                f"the request body did not arrive within {self._body_timeout:g}s "
+                "([server] body_timeout); send the whole body its Content-Length announces",
+                code="request_timeout",
+                headers=[(b"connection", b"close")],
+            ) from None
 
     def _plan(self, ctx: RequestContext, data: Any) -> Plan:
         """The one plan for this request: limits from headers or body, resolved once."""
@@ -575,6 +694,26 @@ class GatewayApp:
             raise HTTPError(400, "request body must be a JSON object")
         assert self.dispatcher is not None
         cooperation = _cooperation_of(data)
+        strategies = self.dispatcher.plugins.names("strategy")
+        if cooperation.strategy is not None and cooperation.strategy not in strategies:
+            raise HTTPError(
+                400,
+                f"unknown strategy {cooperation.strategy[:100]!r}"
+                f"{did_you_mean(cooperation.strategy, strategies)}; "
+                f"available: {', '.join(sorted(strategies))}",
+                param="strategy",
+                code="invalid_value",
+            )
+        calls = fanout(cooperation)
+        if calls > self.config.server.max_fanout:
+            raise HTTPError(
+                400,
+                f"this cooperation could make {calls} model calls; the gateway allows "
+                f"{self.config.server.max_fanout} per request ([server] max_fanout): use "
+                "fewer models, stages or rounds",
+                param="models" if cooperation.models else "stages",
+                code="fanout_limit_exceeded",
+            )
         query: Any = (
             data.pop("messages", None) or data.pop("query", None) or data.pop("prompt", None)
         )
@@ -589,7 +728,12 @@ class GatewayApp:
         limits = Limits(max_cost, max_latency, time.monotonic() + self._timeout)
         plan = self.dispatcher.plan_cooperation(request, cooperation, limits=limits)
         ctx.model = plan.target
-        result = await self._guard(receive, self.dispatcher.run(plan))
+        try:
+            result = await self._guard(receive, self.dispatcher.run(plan))
+        except ConfigError as exc:  # a strategy refusing a setting the client sent: a 400
+            if exc.key is None or exc.key not in cooperation.options:
+                raise
+            raise _invalid(f"options.{exc.key}", exc.reason) from None
         assert result.cooperation is not None
         await send_json(send, 200, result.cooperation.to_dict())
 
@@ -725,17 +869,52 @@ class GatewayApp:
 # -- helpers ----------------------------------------------------------------------------
 
 
+def _host_name(host: str) -> str:
+    """``Example.COM:8080`` → ``example.com``; ``[::1]:80`` → ``[::1]``."""
+    host = host.strip().lower().rstrip("/")
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.partition(":")[0].rstrip(".")
+
+
+def _is_loopback_ip(address: str) -> bool:
+    return address.startswith("127.") or address in ("::1", "localhost")
+
+
+#: Media types a POST body may declare; a browser cannot send these cross-site without a preflight.
+_JSON_TYPES = frozenset({"application/json", "text/json"})
+
+
+def _check_json_type(content_type: str) -> None:
+    media = content_type.partition(";")[0].strip().lower()
+    if media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise HTTPError(
+        415,
+        f"request body must be JSON (Content-Type: application/json), not {media[:100]!r}",
+        param="content-type",
+        code="unsupported_media_type",
+    )
+
+
 #: ``/v1/cooperate`` keys that describe the cooperation; the rest is the chat request.
 _COOPERATION_KEYS = ("mode", "models", "stages", "strategy", "quorum", "timeout", "options")
 
 
 def _cooperation_of(data: dict[str, Any]) -> CooperationConfig:
-    """The ad-hoc cooperation a ``/v1/cooperate`` body describes (its keys are removed)."""
+    """The ad-hoc cooperation a ``/v1/cooperate`` body describes (its keys are removed).
+
+    Everything here comes from the client, so every value is checked for its type
+    before the scheduler or a strategy reads it: a wrong one is a 400 naming it.
+    """
     spec = {key: data.pop(key) for key in _COOPERATION_KEYS if key in data}
     mode = spec.get("mode", "parallel")
     if mode not in ("sequential", "parallel", "pipeline"):
         raise HTTPError(
-            400, f"mode {mode!r} is not one of sequential, parallel, pipeline", param="mode"
+            400,
+            f"mode {mode!r} is not one of sequential, parallel, pipeline"[:300],
+            param="mode",
+            code="invalid_value",
         )
     checks: dict[str, tuple[type | tuple[type, ...], str]] = {
         "models": (list, "a list of model names"),
@@ -748,21 +927,106 @@ def _cooperation_of(data: dict[str, Any]) -> CooperationConfig:
     for key, (kind, what) in checks.items():
         value = spec.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise HTTPError(400, f"{key} must be {what}, got {value!r}"[:300], param=key)
-    if isinstance(spec.get("timeout"), int | float) and not spec["timeout"] > 0:
-        raise HTTPError(400, "timeout must be > 0", param="timeout")
+            raise _invalid(key, f"must be {what}, got {value!r}")
+    timeout = spec.get("timeout")
+    if timeout is not None and not 0 < timeout < math.inf:
+        raise _invalid("timeout", f"must be a number of seconds > 0, got {timeout!r}")
     if isinstance(spec.get("quorum"), int) and spec["quorum"] < 1:
-        raise HTTPError(400, "quorum must be >= 1", param="quorum")
+        raise _invalid("quorum", "must be >= 1")
+    models = spec.get("models") or []
+    for i, model in enumerate(models):
+        if not isinstance(model, str):
+            raise _invalid(f"models[{i}]", f"must be a model name, got {model!r}")
+    stages = spec.get("stages") or []
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            raise _invalid(
+                f"stages[{i}]", f'must be an object {{"model": ..., "task": ...}}, got {stage!r}'
+            )
+        if not isinstance(stage.get("model"), str):
+            raise _invalid(f"stages[{i}].model", "must be a model name")
+        for key, value in stage.items():
+            if key not in ("model", "task", "prompt"):
+                raise _invalid(f"stages[{i}].{key}", "unknown key (use model, task, prompt)")
+            if not isinstance(value, str):
+                raise _invalid(f"stages[{i}].{key}", f"must be a string, got {value!r}")
+    options = spec.get("options") or {}
+    for key in _SERVER_ONLY_OPTIONS:
+        if key in options:
+            raise _invalid(f"options.{key}", "is read from the server's own configuration only")
+    for key, low in (("rounds", 0), ("layers", 1)):
+        value = options.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < low
+        ):
+            raise _invalid(f"options.{key}", f"must be an integer >= {low}, got {value!r}")
+    weights = options.get("weights")
+    if weights is not None and not isinstance(weights, dict):
+        raise _invalid("options.weights", f"must be an object of model: weight, got {weights!r}")
+    for key, value in [*(weights or {}).items(), ("default_weight", options.get("default_weight"))]:
+        if key == "default_weight" and value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value < math.inf
+        ):
+            where = (
+                "options.default_weight" if key == "default_weight" else f"options.weights.{key}"
+            )
+            raise _invalid(where, f"must be a number >= 0, got {value!r}")
+    for key in ("judge", "aggregator"):
+        if options.get(key) is not None and not isinstance(options[key], str):
+            raise _invalid(f"options.{key}", f"must be a model name, got {options[key]!r}")
+    quorum = spec.get("quorum")
+    members = len(models) or len(stages)
+    if quorum is not None and members and quorum > members:
+        raise _invalid("quorum", f"must be at most the number of models ({members}), got {quorum}")
     return CooperationConfig(
         name="",
         mode=mode,
-        models=[str(m) for m in spec.get("models") or []],
+        models=list(models),
         strategy=spec.get("strategy"),
-        stages=list(spec.get("stages") or []),
+        stages=list(stages),
         quorum=spec.get("quorum"),
-        timeout=spec.get("timeout"),
-        options=dict(spec.get("options") or {}),
+        timeout=timeout,
+        options=dict(options),
     )
+
+
+#: Strategy settings naming files on the gateway's machine: configuration, never a client's.
+_SERVER_ONLY_OPTIONS = ("weights_file",)
+
+
+def _invalid(param: str, why: str) -> HTTPError:
+    return HTTPError(400, f"{param}: {why}"[:300], param=param, code="invalid_value")
+
+
+def fanout(cooperation: CooperationConfig) -> int:
+    """The most model calls a cooperation can make: its members plus its strategy's calls.
+
+    Members are the models (parallel, sequential) or stages (pipeline). The built-in
+    strategies' own calls follow their settings: ``debate`` asks every member again
+    each round (``rounds``, default 2), ``refine`` drafts once then critiques and
+    improves each round (``rounds``, default 1), ``ensemble`` asks every member again
+    for each extra layer (``layers``, default 1) and then its aggregator, ``judge``
+    makes one call; voting strategies make none. Any other strategy counts one call
+    per member plus one.
+    """
+    members = len(cooperation.models) or len(cooperation.stages)
+    strategy = cooperation.strategy
+    if strategy is None or strategy in ("voting", "weighted"):
+        return members
+    options = cooperation.options
+    if strategy == "debate":
+        return members * (1 + int(options.get("rounds", 2)))
+    if strategy == "refine":
+        return members + 1 + 2 * int(options.get("rounds", 1))
+    if strategy == "ensemble":
+        return members * int(options.get("layers", 1)) + 1
+    if strategy == "judge":
+        return members + 1
+    return 2 * members + 1
 
 
 def _route_header(decision: RouteDecision) -> tuple[bytes, bytes]:
@@ -823,7 +1087,9 @@ class _Entry:
 
     __slots__ = ("deadline", "receive", "started", "task", "watcher", "why")
 
-    def __init__(self, task: asyncio.Task[Any], receive: Receive, now: float, timeout: float):
+    def __init__(
+        self, task: asyncio.Task[Any], receive: Receive | None, now: float, timeout: float
+    ):
         self.task, self.receive, self.started = task, receive, now
         self.deadline = now + timeout
         self.watcher: asyncio.Future[Any] | None = None
@@ -835,6 +1101,7 @@ class _Entry:
             self.task.cancel()
 
     def watch(self) -> None:
+        assert self.receive is not None
         self.watcher = asyncio.ensure_future(self.receive())
         self.watcher.add_done_callback(self._on_message)
 
@@ -868,11 +1135,14 @@ class _AsyncioGuard:
         self._live: dict[asyncio.Task[Any], _Entry] = {}
         self._sweeping: asyncio.TimerHandle | None = None
 
-    async def run(self, receive: Receive, work: Awaitable[_T]) -> _T:
+    async def run(
+        self, receive: Receive | None, work: Awaitable[_T], timeout: float | None = None
+    ) -> _T:
+        """Await ``work`` under the sweep; ``receive=None``: no hang-up watcher (a body read)."""
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
-        entry = _Entry(task, receive, loop.time(), self.timeout)
+        entry = _Entry(task, receive, loop.time(), self.timeout if timeout is None else timeout)
         self._live[task] = entry
         if self._sweeping is None:
             self._sweeping = loop.call_later(self.tick, self._sweep, loop)
@@ -897,7 +1167,11 @@ class _AsyncioGuard:
                 continue
             if now >= entry.deadline:
                 entry.stop("timeout")
-            elif entry.watcher is None and now - entry.started >= self.tick:
+            elif (
+                entry.watcher is None
+                and entry.receive is not None
+                and now - entry.started >= self.tick
+            ):
                 entry.watch()
         self._sweeping = loop.call_later(self.tick, self._sweep, loop) if self._live else None
 

@@ -81,6 +81,65 @@ def app_factory() -> GatewayApp:
     return app
 
 
+def _bounded_httptools() -> type[Any]:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol with a bound on a request's head (line + headers).
+
+        httptools has no limit of its own: uvicorn would buffer 64 MiB of headers
+        before the application sees the request. Bytes that arrive while a request's
+        head is still incomplete are counted; past the bound the client gets a 431
+        and the connection is closed. The bound is uvicorn's
+        ``h11_max_incomplete_event_size``, which bounds the same thing under h11, so
+        one setting (``[server] max_header_bytes``) serves both and survives the
+        trip to ``--workers`` processes. The application checks the parsed headers
+        against it again (a head that came in one read).
+        """
+
+        _in_head = False
+        _head_bytes = 0
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._head_bytes = True, 0
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+        def data_received(self, data: bytes) -> None:
+            was_in_head = self._in_head
+            super().data_received(data)
+            if not (was_in_head and self._in_head):
+                return
+            self._head_bytes += len(data)
+            limit = self.config.h11_max_incomplete_event_size
+            if limit and self._head_bytes > limit and not self.transport.is_closing():
+                message = (
+                    b'{"error":{"message":"request headers exceed '
+                    + str(limit).encode()
+                    + b' bytes ([server] max_header_bytes)","type":"invalid_request_error",'
+                    b'"param":null,"code":"request_header_fields_too_large"}}'
+                )
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-type: application/json\r\nconnection: close\r\n"
+                    b"content-length: " + str(len(message)).encode() + b"\r\n\r\n" + message
+                )
+                self.transport.close()
+
+    return BoundedHttpToolsProtocol
+
+
+def __getattr__(name: str) -> Any:  # uvicorn imports the protocol by name in --workers processes
+    if name == "BoundedHttpToolsProtocol":
+        cls = _bounded_httptools()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
 def _server_class() -> type[Any]:
     import uvicorn
 
@@ -143,7 +202,8 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http="coop.server._serve:BoundedHttpToolsProtocol",
+        h11_max_incomplete_event_size=server.max_header_bytes,
         log_level="warning" if level == "info" else level,
         access_log=False,  # coop writes its own, with model, deployment and request id
         server_header=False,
