@@ -69,6 +69,8 @@ _SSE_HEADERS = [
 ]
 _JSON = [(b"content-type", b"application/json")]
 _DONE = b"data: [DONE]\n\n"
+#: ``GET /v1/models/{id}``: one model object (the SDK's ``models.retrieve``).
+_MODEL_PATHS = ("/v1/models/", "/models/")
 #: /v1/completions parameters chat has no equivalent for, and the value that asks for nothing.
 _LEGACY_NEUTRAL: dict[str, object] = {"echo": False, "best_of": 1, "suffix": "", "logprobs": 0}
 #: A client's ``x-request-id`` is echoed only when it is this tame (it goes into a header and logs).
@@ -211,6 +213,8 @@ class GatewayApp:
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/chat/completions"): self.chat_completions,
             ("POST", "/v1/completions"): self.completions,
+            ("POST", "/v1/responses"): self.responses,
+            ("POST", "/responses"): self.responses,
             ("POST", "/completions"): self.completions,
             ("GET", "/v1/services"): self.list_services,
             ("GET", "/v1/models"): self.models,
@@ -225,7 +229,14 @@ class GatewayApp:
         self._paths = {path for _, path in self._routes}
         self._public = frozenset({"/health", "/health/ready"})
         self._counted = frozenset(
-            {self.chat_completions, self.completions, self.route, self.cooperate, self.run_service}
+            {
+                self.chat_completions,
+                self.completions,
+                self.responses,
+                self.route,
+                self.cooperate,
+                self.run_service,
+            }
         )
 
     # -- lifecycle ----------------------------------------------------------------
@@ -296,6 +307,8 @@ class GatewayApp:
         handler = self._routes.get((scope["method"], path))
         if handler is None and path.startswith("/v1/services/") and scope["method"] == "POST":
             handler = self.run_service
+        elif handler is None and scope["method"] == "GET" and path.startswith(_MODEL_PATHS):
+            handler = self.model
         counted = handler in self._counted
         if counted:
             self.in_flight += 1
@@ -622,6 +635,34 @@ class GatewayApp:
     # -- models, routing, cooperation -------------------------------------------------
 
     async def models(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        await send_json(send, 200, {"object": "list", "data": self.model_data()})
+
+    async def model(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        """``GET /v1/models/{id}``: the entry ``/v1/models`` lists for that id, or a 404."""
+        name = scope["path"].split("/models/", 1)[1]
+        data = self.model_data()
+        for entry in data:
+            if entry["id"] == name:
+                await send_json(send, 200, entry)
+                return
+        known = [entry["id"] for entry in data]
+        raise HTTPError(
+            404,
+            f"no model {name[:100]!r}{did_you_mean(name, known)}; known: {', '.join(known)}",
+            param="model",
+            code="model_not_found",
+        )
+
+    async def responses(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        """OpenAI's Responses API, translated onto the chat path (``_responses``)."""
+        from ._responses import serve_responses
+
+        await serve_responses(self, receive, send, ctx)
+
+    def model_data(self) -> list[dict[str, Any]]:
+        """The model objects ``/v1/models`` lists: ``auto``, the models, the cooperations."""
         created = int(self.started)
         data = [
             {
@@ -656,7 +697,7 @@ class GatewayApp:
                     "coop": {"kind": "cooperation", "mode": coop.mode, "strategy": coop.strategy},
                 }
             )
-        await send_json(send, 200, {"object": "list", "data": data})
+        return data
 
     async def route(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         """The decision ``model="auto"`` would get for this body (tools and attachments count)."""
