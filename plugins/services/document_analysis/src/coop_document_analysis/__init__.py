@@ -610,11 +610,18 @@ class _Run:
         return result
 
     def sentiment(self, partial: list[dict[str, Any]]) -> dict[str, Any]:
+        # Each chunk weighs the tokens it adds (its overlap with the one before counts once).
+        weights = []
+        covered = 0
+        for chunk in self.chunks:
+            weights.append(
+                max(1, estimate_tokens(self.text[max(chunk.start, covered) : chunk.end]))
+            )
+            covered = chunk.end
         per_chunk = [
-            {"chunk": c.index, "label": p["sentiment"], "score": round(p["score"], 3)}
-            for p, c in zip(partial, self.chunks, strict=True)
+            {"chunk": c.index, "label": p["sentiment"], "score": round(p["score"], 3), "weight": w}
+            for p, c, w in zip(partial, self.chunks, weights, strict=True)
         ]
-        weights = [max(c.tokens, 1) for c in self.chunks]
         score = sum(p["score"] * w for p, w in zip(partial, weights, strict=True)) / sum(weights)
         scores = [p["score"] for p in partial]
         labels = {p["sentiment"] for p in partial}
