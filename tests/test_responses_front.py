@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from fakes import Answer, FakeOpenAI
+from fakes import Answer, FakeOpenAI, Fault
 from fakes.http import ToolCall
 from openapi_schema import validate
 from test_gateway import Gateway, gateway_config, serve_in_thread
@@ -400,3 +400,25 @@ def test_models_retrieve_unknown_is_a_404_listing_the_known(gw: Gateway) -> None
     assert "did you mean 'council'" in error["message"]
     assert "auto" in error["message"] and "big" in error["message"]
     assert caught.value.status_code == 404
+
+
+def test_a_stream_failing_midway_ends_with_error_and_response_failed(
+    up: FakeOpenAI, gw: Gateway
+) -> None:
+    up.script("a longer answer in several pieces")
+    up.queue_fault(Fault.cut_stream(after_chunks=3))
+    with gw.http() as http:
+        response = http.post("/v1/responses", json={"model": "m", "input": "hi", "stream": True})
+    assert response.status_code == 200
+    events = [
+        json.loads(line[6:]) for line in response.text.split("\n") if line.startswith("data: ")
+    ]
+    kinds = [e["type"] for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert "response.output_text.delta" in kinds
+    assert kinds[-2:] == ["error", "response.failed"]
+    assert "response.completed" not in kinds
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"]["message"]
+    validate("Response", failed)
+    assert events[-2]["message"] == failed["error"]["message"]

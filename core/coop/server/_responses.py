@@ -462,7 +462,6 @@ def _envelope(
         "tools": _echo_tools(data),
         "top_p": data.get("top_p"),
         "truncation": "disabled",
-        "usage": None,
         "metadata": data.get("metadata") or {},
     }
     if isinstance(data.get("user"), str):
@@ -538,7 +537,9 @@ def response_object(
                 )
             )
     envelope["output"] = output
-    envelope["usage"] = _usage(result.usage)
+    usage = _usage(result.usage)
+    if usage is not None:
+        envelope["usage"] = usage
     _finish(envelope, finish)
     return envelope
 
@@ -687,7 +688,9 @@ class EventStream:
         envelope = self.envelope
         envelope["model"] = model
         envelope["output"] = self.output
-        envelope["usage"] = _usage(self.usage)
+        usage = _usage(self.usage)
+        if usage is not None:
+            envelope["usage"] = usage
         _finish(envelope, self.finish_reason)
         kind = "response.completed" if envelope["status"] == "completed" else "response.incomplete"
         events.append(self.event(kind, response=envelope))
