@@ -479,7 +479,9 @@ async def test_a_cooperation_keeps_the_valid_members_and_asks_again_when_none_is
     assert response.success, response.error
     cooperation = response.data["cooperation"]
     assert response.data["attempts"] == {"swot": 2} and len(cooperation["accepted"]) == 1
-    assert list(cooperation["rejected"].values()) == ["no JSON object in the answer"]
+    assert list(cooperation["rejected"].values()) == [
+        "no JSON object in the answer (the answer begins 'garbage')"
+    ]
     assert "The answers were not usable" in last_user(bodies(up)[2])
 
 

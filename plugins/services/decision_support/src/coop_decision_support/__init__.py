@@ -388,7 +388,7 @@ def _duplicates(names: Sequence[str], what: str) -> list[str]:
 
 def _covers(names: Sequence[str]) -> Callable[[Any], list[str]]:
     def check(value: Any) -> list[str]:
-        got = [o["name"] for o in value.get("options", [])] if names else []
+        got = [o["name"] for o in value.get("options", [])]
         missing = [n for n in names if n not in got]
         problems = _duplicates(got, "option")
         if missing:
@@ -574,7 +574,8 @@ class _Asker:
             ]
         merged = []
         for option in options:
-            scores = {c: by_name[option["name"]]["scores"][c] for c in names}
+            given_scores = {k.strip(): v for k, v in by_name[option["name"]]["scores"].items()}
+            scores = {c: given_scores[c] for c in names}
             scores.update({c: v for c, v in option.get("scores", {}).items() if c in names})
             described = option.get("description") or by_name[option["name"]].get("description")
             merged.append(
@@ -619,7 +620,8 @@ def _check(
     """The answer's structure when valid, else ``(None, the problems)``."""
     value, problem = parse_json(text)
     if problem is not None:
-        return None, problem
+        begins = " ".join(text.split())[:40]
+        return None, f"{problem} (the answer begins {begins!r})" if begins else problem
     if kind == "risk" and isinstance(value, list):
         value = {"risks": value}  # a bare list of risks is fine
     problems = validate(value, schema)
