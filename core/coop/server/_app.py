@@ -219,6 +219,8 @@ class GatewayApp:
             ("GET", "/v1/services"): self.list_services,
             ("GET", "/v1/models"): self.models,
             ("GET", "/models"): self.models,
+            ("POST", "/v1/messages"): self.anthropic_messages,
+            ("POST", "/v1/messages/count_tokens"): self.anthropic_count_tokens,
             ("POST", "/v1/route"): self.route,
             ("POST", "/v1/cooperate"): self.cooperate,
             ("GET", "/health"): self.health,
@@ -233,6 +235,8 @@ class GatewayApp:
                 self.chat_completions,
                 self.completions,
                 self.responses,
+                self.anthropic_messages,
+                self.anthropic_count_tokens,
                 self.route,
                 self.cooperate,
                 self.run_service,
@@ -579,6 +583,21 @@ class GatewayApp:
             await stream.aclose()
         await start()
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+
+    async def anthropic_messages(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        """Anthropic's Messages API, translated onto the one request path (``_anthropic``)."""
+        from ._anthropic import messages
+
+        await messages(self, scope, receive, send, ctx)
+
+    async def anthropic_count_tokens(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        from ._anthropic import count_tokens
+
+        await count_tokens(self, scope, receive, send, ctx)
 
     async def completions(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
