@@ -39,8 +39,15 @@ class _Plugin:
 
 
 PLUGINS = load_plugins(extra={"fake-openai": _Plugin()})
+#: Circuits open on the first sick failure here, so the tests below see each transition;
+#: tests/test_resilience.py covers the thresholds.
 FAST = RetryPolicy(
-    max_attempts=4, backoff_base=0.01, backoff_max=0.05, max_wait=2.0, base_cooldown=0.4
+    max_attempts=4,
+    backoff_base=0.01,
+    backoff_max=0.05,
+    max_wait=2.0,
+    base_cooldown=0.4,
+    failure_threshold=1,
 )
 
 
@@ -154,7 +161,9 @@ async def test_cooldown_then_half_open_probe_brings_it_back(
 async def test_recooling_never_shortens_and_grows(up: FakeOpenAI) -> None:
     up.set_mode(Fault.status(503))
     async with OpenAIEngine(
-        config(up), plugins=PLUGINS, retry=RetryPolicy(max_attempts=1, base_cooldown=0.2)
+        config(up),
+        plugins=PLUGINS,
+        retry=RetryPolicy(max_attempts=1, base_cooldown=0.2, failure_threshold=1),
     ) as engine:
         with pytest.raises(coop.UpstreamUnavailableError):
             await engine.chat(chat())
@@ -173,9 +182,12 @@ async def test_revoked_key_is_skipped(up: FakeOpenAI) -> None:
             await engine.chat(chat())
         keys = engine.models["m"].deployments[0].keys
         assert keys.revoked(keys.keys[0]) and not keys.revoked(keys.keys[1])
-    used = [r.headers["authorization"] for r in up.requests]
+    used = [r.headers["authorization"] for r in up.requests if r.path.endswith("/completions")]
     assert used.count("Bearer k1") == 1  # tried once, then out of rotation
     assert used.count("Bearer k2") == 5
+    # the endpoint's GET /models rejected it too: the key itself is bad
+    checks = [r.headers["authorization"] for r in up.requests if r.path.endswith("/models")]
+    assert checks == ["Bearer k1"]
 
 
 async def test_rate_limited_key_cools_while_the_other_serves(up: FakeOpenAI) -> None:
@@ -417,6 +429,7 @@ async def test_a_rejected_key_is_tried_again_later(up: FakeOpenAI) -> None:
         pool = engine.models["m"].deployments[0].keys
         pool.revoke_for = 0.0  # as if the revocation period had passed
         pool.keys[0].revoked_until = 0.0
+        pool.keys[0].blocked.clear()
         up.add_key("k1")  # an operator fixed the key upstream
         result = await engine.chat(chat())
     assert result.text == "echo: hello"

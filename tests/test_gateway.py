@@ -912,7 +912,8 @@ def test_ready_is_503_when_no_deployment_is_healthy() -> None:
         for model in gw.app.dispatcher.engine.models.values():
             for deployment in model.deployments:
                 deployment.base_cooldown = 60
-                deployment.record_failure(coop.UpstreamUnavailableError("down for the test"))
+                for _ in range(deployment.failure_threshold):  # sustained failure opens it
+                    deployment.record_failure(coop.UpstreamUnavailableError("down for the test"))
         with gw.http() as http:
             response = http.get("/health/ready")
         assert response.status_code == 503 and response.json()["healthy_models"] == []

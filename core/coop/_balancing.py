@@ -1,7 +1,7 @@
 """Pick a deployment among the available ones of a logical model.
 
 Policies: ``least-inflight`` (default: fewest requests in flight per unit of
-weight, then lowest latency), ``weighted`` (random in proportion to weight),
+weight, then fewest consecutive failures, then lowest latency), ``weighted`` (random in proportion to weight),
 ``latency`` (lowest smoothed latency, unknown ones tried first), ``round-robin``.
 """
 
@@ -47,7 +47,14 @@ def pick_deployment(
             zip(candidates, ranked, strict=True),
             key=lambda p: ((p[0].latency_ewma or 0.0) * (1 + p[0].in_flight) / p[0].weight, p[1]),
         )[0]
+    # A deployment failing right now (consecutive failures, circuit not yet open) goes
+    # after the ones whose last answer was good.
     return min(
         zip(candidates, ranked, strict=True),
-        key=lambda p: (p[0].in_flight / p[0].weight, p[0].latency_ewma or 0.0, p[1]),
+        key=lambda p: (
+            p[0].in_flight / p[0].weight,
+            p[0].consecutive_failures,
+            p[0].latency_ewma or 0.0,
+            p[1],
+        ),
     )[0]

@@ -32,6 +32,7 @@ __all__ = [
     "EndpointConfig",
     "ModelConfig",
     "Price",
+    "ResilienceConfig",
     "RoutingConfig",
     "ServerConfig",
     "SystemConfig",
@@ -219,6 +220,37 @@ class CooperationConfig:
 
 
 @attrs.define
+class ResilienceConfig:
+    """``[resilience]``: retries, circuits and key blocks (see docs/reliability.md)."""
+
+    #: Attempts per request in all, across deployments, keys and fallbacks.
+    max_attempts: int = 5
+    #: Seconds of jittered exponential backoff before re-trying an already-tried deployment.
+    backoff_base: float = 0.1
+    backoff_max: float = 2.0
+    #: Longest single wait for a cooling deployment or key (Retry-After included).
+    max_wait: float = 10.0
+    #: Consecutive sick failures (timeouts, 5xx, dropped connections) that open a circuit.
+    failure_threshold: int = 5
+    #: Share of sick failures over ``error_window`` seconds that opens a circuit, judged
+    #: once ``min_requests`` requests fell in the window (1.0 turns the rule off).
+    error_rate: float = 0.5
+    error_window: float = 30.0
+    min_requests: int = 20
+    #: Seconds an opened circuit cools down; doubles on each re-opening up to the max.
+    cooldown_base: float = 5.0
+    cooldown_max: float = 60.0
+    #: Requests a half-open circuit lets through at once; the first success closes it.
+    half_open_probes: int = 3
+    #: Seconds a rejected key (for one model, or for the whole endpoint) stays out.
+    key_block: float = 300.0
+    #: A key rejected (401/403) on this many different models is disabled for its endpoint.
+    auth_confirm_models: int = 2
+    #: Seconds a key cools after a 429 that names no Retry-After.
+    rate_limit_cooldown: float = 1.0
+
+
+@attrs.define
 class PluginsConfig:
     disabled: list[str] = attrs.field(factory=list)
 
@@ -234,6 +266,7 @@ class SystemConfig:
     routing: RoutingConfig = attrs.field(factory=RoutingConfig)
     cooperations: dict[str, CooperationConfig] = attrs.field(factory=dict)
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
+    resilience: ResilienceConfig = attrs.field(factory=ResilienceConfig)
     log_level: str = "INFO"
     balancing: str = "least-inflight"
     #: True when no file and no keys were found: the embedded simulated setup.
@@ -759,6 +792,13 @@ def _positive(c: _Checker, v: Any, key: str) -> float:
     return v
 
 
+def _fraction(c: _Checker, v: Any, key: str) -> float:
+    v = _number(c, v, key)
+    if not 0 < v <= 1:
+        raise c.error(key, f"expected a share between 0 (exclusive) and 1, got {v:g}")
+    return v
+
+
 def _str_list(c: _Checker, v: Any, key: str) -> list[str]:
     if isinstance(v, str):
         v = [v]
@@ -856,6 +896,22 @@ _COOP_KEYS = {
     "options": _any_table,
     "templates": _str_map,
 }
+_RESILIENCE_KEYS = {
+    "max_attempts": _pos_int,
+    "backoff_base": _nonneg,
+    "backoff_max": _nonneg,
+    "max_wait": _nonneg,
+    "failure_threshold": _pos_int,
+    "error_rate": _fraction,
+    "error_window": _positive,
+    "min_requests": _pos_int,
+    "cooldown_base": _positive,
+    "cooldown_max": _positive,
+    "half_open_probes": _pos_int,
+    "key_block": _nonneg,
+    "auth_confirm_models": _pos_int,
+    "rate_limit_cooldown": _nonneg,
+}
 _TOP_KEYS = {
     "server": None,
     "endpoints": None,
@@ -863,6 +919,7 @@ _TOP_KEYS = {
     "routing": None,
     "cooperations": None,
     "plugins": None,
+    "resilience": None,
     "log_level": _choice(LOG_LEVELS, upper=True),
     "balancing": _choice(BALANCING),
 }
@@ -1026,6 +1083,22 @@ def _build(
                 f"no model or cooperation {target!r}{did_you_mean(target, list(targets))}",
             )
 
+    resilience = ResilienceConfig(
+        **_fields(
+            c,
+            c.table(data.get("resilience", {}), "resilience"),
+            "resilience",
+            _RESILIENCE_KEYS,
+        )
+    )
+    for low, high in (("backoff_base", "backoff_max"), ("cooldown_base", "cooldown_max")):
+        if getattr(resilience, low) > getattr(resilience, high):
+            raise c.error(
+                f"resilience.{low}",
+                f"{low} ({getattr(resilience, low):g}) is larger than {high} "
+                f"({getattr(resilience, high):g}); make {low} <= {high}",
+            )
+
     plugins_table = c.table(data.get("plugins", {}), "plugins")
     plugins = PluginsConfig(**_fields(c, plugins_table, "plugins", {"disabled": _str_list}))
 
@@ -1037,6 +1110,7 @@ def _build(
         routing=routing,
         cooperations=cooperations,
         plugins=plugins,
+        resilience=resilience,
         **top,
     )
 

@@ -27,7 +27,7 @@ import attrs
 import sniffio
 
 from ._balancing import pick_deployment
-from ._config import EndpointConfig, ModelConfig, SystemConfig
+from ._config import EndpointConfig, ModelConfig, ResilienceConfig, SystemConfig
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -39,6 +39,7 @@ from ._errors import (
     UnknownModelError,
     UpstreamError,
     UpstreamTimeoutError,
+    UpstreamUnavailableError,
 )
 from ._health import DeploymentState, KeyPool, KeyState
 from ._http import HTTPClient, Timeouts, open_http_client
@@ -53,17 +54,73 @@ __all__ = ["ChatResult", "InferenceRequest", "InferenceResponse", "OpenAIEngine"
 
 @attrs.frozen
 class RetryPolicy:
-    """How hard one request tries before giving up."""
+    """How hard one request tries, and when a deployment or a key is taken out of traffic.
 
-    #: Attempts in all, across deployments and fallbacks.
-    max_attempts: int = 4
+    ``coop.toml``'s ``[resilience]`` table maps onto it (:meth:`from_config`); the
+    defaults are the same and are documented in docs/reliability.md. Every wait, backoff
+    and attempt is also capped by the request's own deadline.
+    """
+
+    #: Attempts in all, across deployments, keys and fallbacks.
+    max_attempts: int = 5
+    #: Backoff before trying a deployment this request already tried: exponential from
+    #: ``backoff_base``, jittered, at most ``backoff_max``. Moving to a fresh one is immediate.
     backoff_base: float = 0.1
-    backoff_max: float = 5.0
-    #: Longest single wait for a cooling deployment or a Retry-After.
+    backoff_max: float = 2.0
+    #: Longest single wait for a cooling deployment or key (a Retry-After included).
     max_wait: float = 10.0
-    #: First cooldown of a failing deployment; doubles on each re-opening up to the max.
-    base_cooldown: float = 1.0
+    #: First cooldown of an opened circuit; doubles on each re-opening up to the max.
+    base_cooldown: float = 5.0
     max_cooldown: float = 60.0
+    #: Consecutive sick failures (timeouts, 5xx, dropped connections) that open a circuit.
+    failure_threshold: int = 5
+    #: Share of sick failures over ``error_window`` seconds that opens a circuit, judged
+    #: once ``min_requests`` requests fell in the window (1.0 turns the rule off).
+    error_rate: float = 0.5
+    error_window: float = 30.0
+    min_requests: int = 20
+    #: Requests a half-open circuit lets through at once; the first success closes it.
+    half_open_probes: int = 3
+    #: Seconds a rejected key (for one model, or for the endpoint) stays out of rotation.
+    key_block: float = 300.0
+    #: A key rejected (401/403) on this many different models is disabled for the endpoint.
+    auth_confirm_models: int = 2
+    #: Seconds a key cools after a 429 that names no Retry-After.
+    rate_limit_cooldown: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: ResilienceConfig) -> RetryPolicy:
+        """The policy ``coop.toml``'s ``[resilience]`` table describes."""
+        return cls(
+            max_attempts=config.max_attempts,
+            backoff_base=config.backoff_base,
+            backoff_max=config.backoff_max,
+            max_wait=config.max_wait,
+            base_cooldown=config.cooldown_base,
+            max_cooldown=config.cooldown_max,
+            failure_threshold=config.failure_threshold,
+            error_rate=config.error_rate,
+            error_window=config.error_window,
+            min_requests=config.min_requests,
+            half_open_probes=config.half_open_probes,
+            key_block=config.key_block,
+            auth_confirm_models=config.auth_confirm_models,
+            rate_limit_cooldown=config.rate_limit_cooldown,
+        )
+
+    def apply(self, deployment: DeploymentState) -> None:
+        """Set a deployment's circuit (and its key pool) to this policy."""
+        deployment.base_cooldown = self.base_cooldown
+        deployment.max_cooldown = self.max_cooldown
+        deployment.failure_threshold = self.failure_threshold
+        deployment.error_rate_threshold = self.error_rate
+        deployment.error_window = self.error_window
+        deployment.min_requests = self.min_requests
+        deployment.half_open_probes = self.half_open_probes
+        pool = deployment.keys
+        pool.revoke_for = self.key_block
+        pool.auth_confirm_models = self.auth_confirm_models
+        pool.rate_limit_cooldown = self.rate_limit_cooldown
 
 
 @attrs.define
@@ -179,7 +236,7 @@ class OpenAIEngine:
     ) -> None:
         self.config = config if config is not None else SystemConfig()
         self.plugins = plugins
-        self.retry = retry or RetryPolicy()
+        self._retry = retry or RetryPolicy.from_config(self.config.resilience)
         self.metrics = Metrics()
         self.http: HTTPClient | None = None
         self.providers: dict[str, Provider] = {}
@@ -192,6 +249,18 @@ class OpenAIEngine:
         self._plans: dict[str, tuple[list[_Model], float]] = {}
         self._timeouts_cache: dict[str, Timeouts] = {}
         self._deadline: Callable[[float], AbstractAsyncContextManager[Any]] = _FailAfter
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The resilience policy; setting it applies it to every deployment and key pool."""
+        return self._retry
+
+    @retry.setter
+    def retry(self, policy: RetryPolicy) -> None:
+        self._retry = policy
+        for model in self.models.values():
+            for deployment in model.deployments:
+                policy.apply(deployment)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -228,10 +297,9 @@ class OpenAIEngine:
                         or self.config.endpoints[dep.endpoint].max_concurrency,
                         provider=self.providers[dep.endpoint],
                         keys=pools[dep.endpoint],
-                        base_cooldown=self.retry.base_cooldown,
-                        max_cooldown=self.retry.max_cooldown,
                     )
                 )
+                self._retry.apply(deployments[-1])
             price_in, price_out = model.price.input, model.price.output
             if not price_in and not price_out:
                 preset = type(self.providers[model.deployments[0].endpoint]).preset
@@ -325,7 +393,9 @@ class OpenAIEngine:
         }
 
     def healthy(self, name: str) -> bool:
-        """Whether the model has a deployment that is not cooling down.
+        """Whether the model has a deployment that can take traffic: its circuit is not
+        open and some API key of its endpoint may serve it (not disabled, not rejected
+        for this model).
 
         Before :meth:`initialize` nothing has failed yet: a configured model is healthy
         (``coop route`` plans without opening connections).
@@ -333,7 +403,13 @@ class OpenAIEngine:
         model = self.models.get(name)
         if model is None:
             return not self._initialized and name in self.config.models
-        return any(d.state() != "open" for d in model.deployments)
+        return any(d.state() != "open" and d.keys.usable(d.path) for d in model.deployments)
+
+    def retry_after(self, name: str) -> float:
+        """Seconds until a deployment of ``name`` (or of a fallback) takes traffic again."""
+        chain, _budget = self._plan(name)
+        ready = min(d.ready_at() for m in chain for d in m.deployments)
+        return max(0.0, ready - time.monotonic())
 
     # -- the retry / failover loop ------------------------------------------------
 
@@ -356,53 +432,106 @@ class OpenAIEngine:
         return plan
 
     async def _acquire(self, model: _Model, tried: set[int], deadline: float) -> DeploymentState:
-        """An available deployment, waiting (within the budget) for a cooling one."""
+        """A deployment that can take the request now: circuit, concurrency and keys.
+
+        Untried deployments first. When none can, wait for the earliest to come back
+        (LiteLLM #3646), at most ``max_wait`` and never past ``deadline``; past that,
+        :class:`NoHealthyDeploymentError` with ``retry_after`` set.
+        """
         deployments = model.deployments
-        if len(deployments) == 1 and not tried and deployments[0].available():
-            return deployments[0]  # the common case, without the lists below
+        if not tried and len(deployments) == 1:
+            only = deployments[0]
+            if only.available() and only.keys.usable(only.path):
+                return only  # the common case, without the lists below
         while True:
-            fresh = [d for d in model.deployments if d.available() and id(d) not in tried]
-            candidates = fresh or [d for d in model.deployments if d.available()]
+            usable = [d for d in deployments if d.usable()]
+            fresh = [d for d in usable if id(d) not in tried]
             chosen = pick_deployment(
-                candidates, self.config.balancing, rng=self._rng, turn=model.turn
+                fresh or usable, self.config.balancing, rng=self._rng, turn=model.turn
             )
             if chosen is not None:
                 return chosen
             now = time.monotonic()
-            ready = min(d.ready_at() for d in model.deployments)
+            ready = min(d.ready_at() for d in deployments)
             capped = any(
                 d.max_concurrency is not None and d.in_flight >= d.max_concurrency
-                for d in model.deployments
+                for d in deployments
             )
-            wait = max(0.0, ready - now) if not capped else 0.01
-            wait = max(wait, 0.005)
-            if now + wait > deadline or wait > self.retry.max_wait:
-                raise NoHealthyDeploymentError(
-                    f"model {model.config.name!r}: every deployment is cooling down "
-                    f"(next ready in {max(0.0, ready - now):.1f}s)"
+            # a full half-open circuit or a concurrency cap frees up without a clock: poll
+            wait = 0.01 if capped or ready <= now else ready - now + 0.001
+            if wait > min(self._retry.max_wait, deadline - now):
+                error = NoHealthyDeploymentError(
+                    f"model {model.config.name!r}: no deployment can take the request "
+                    f"({self._why_unavailable(deployments, now)})"
                 )
+                error.retry_after = max(0.0, ready - now)  # type: ignore[attr-defined]
+                raise error
             await anyio.sleep(wait)
 
-    def _backoff(self, attempt: int, error: BaseException) -> float:
-        delay = min(self.retry.backoff_max, self.retry.backoff_base * (2**attempt))
-        delay *= 0.5 + self._rng.random() / 2
-        if isinstance(error, RateLimitError) and error.retry_after is not None:
-            delay = (
-                max(delay, error.retry_after) if error.retry_after <= self.retry.max_wait else delay
-            )
-        return delay
+    @staticmethod
+    def _why_unavailable(deployments: list[DeploymentState], now: float) -> str:
+        reasons = []
+        for d in deployments:
+            if d.state() == "open":
+                why = f"circuit open, ready in {max(0.0, d.cooldown_until - now):.1f}s"
+            elif not d.keys.usable(d.path):
+                back = max(0.0, d.keys.ready_at(d.path) - now)
+                why = f"no usable API key for it for {back:.1f}s"
+            elif d.max_concurrency is not None and d.in_flight >= d.max_concurrency:
+                why = f"at max_concurrency {d.max_concurrency}"
+            else:
+                why = "half-open, probes in flight"
+            reasons.append(f"{d.id}: {why}")
+        return "; ".join(reasons)
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait before trying an already-tried deployment again (jittered)."""
+        delay = min(self._retry.backoff_max, self._retry.backoff_base * (2**attempt))
+        return delay * (0.5 + self._rng.random() / 2)
+
+    async def _judge_key(
+        self,
+        deployment: DeploymentState,
+        pool: KeyPool,
+        key: KeyState | None,
+        error: AuthenticationError,
+        deadline: float,
+    ) -> None:
+        """A 401/403 for ``key`` on this model: block the pair, and disable the key for the
+        whole endpoint only if the endpoint confirms it is bad (its ``GET /models``
+        rejects it too, or it was rejected on several models)."""
+        if key is None:
+            return
+        pool.record(key, error, model=deployment.path)
+        if pool.revoked(key):
+            return
+        limit = min(self._timeouts(deployment.endpoint).total, 5.0, deadline - time.monotonic())
+        if limit <= 0:
+            return
+        call = ProviderCall(
+            model="", api_key=key.value, timeouts=self._timeouts(deployment.endpoint)
+        )
+        try:
+            async with self._deadline(limit):
+                await deployment.provider.list_models(call)
+        except AuthenticationError:
+            pool.revoke(key)
+        except (CoopError, TimeoutError):
+            pass  # could not tell: the per-model block stands
 
     async def _run(
         self, name: str, runner: Any, until: float | None = None
     ) -> tuple[Any, DeploymentState, int, list[BaseException]]:
-        """Run ``runner(deployment, call)`` with retries and failover.
+        """Run ``runner(deployment, call, seconds)`` with retries and failover.
 
         Returns its result, the deployment that gave it, the attempts made and the
         errors met on the way. ``until`` (``time.monotonic()``) is the request's own
-        deadline: no wait or retry is started past it.
+        deadline: no wait, backoff or attempt runs past it (an attempt's ``seconds`` is
+        the endpoint's timeout, or what is left of the deadline when that is less).
         """
         chain, budget = self._plan(name)
-        deadline = time.monotonic() + budget + self.retry.max_wait
+        retry = self._retry
+        deadline = time.monotonic() + budget + retry.max_wait
         if until is not None and until < deadline:
             deadline = until
         errors: list[BaseException] = []
@@ -410,86 +539,99 @@ class OpenAIEngine:
         for position, model in enumerate(chain):
             tried: set[int] = set()
             has_fallback = position + 1 < len(chain)
-            while attempt < self.retry.max_attempts:
-                if has_fallback and len(tried) >= len(model.deployments):
-                    break  # every deployment failed once: the fallback before any retry
+            while attempt < retry.max_attempts:
+                if tried and len(tried) >= len(model.deployments):
+                    if has_fallback:
+                        break  # every deployment failed once: the fallback before any retry
+                    delay = min(self._backoff(attempt - 1), deadline - time.monotonic())
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                if time.monotonic() >= deadline:
+                    break
                 try:
                     deployment = await self._acquire(model, tried, deadline)
                 except NoHealthyDeploymentError as exc:
                     errors.append(exc)
                     break
-                attempt += 1
                 tried.add(id(deployment))
+                pool = self._key_pool(deployment.endpoint)
                 try:
-                    pool = self._key_pool(deployment.endpoint)
-                    key: KeyState | None = pool.pick()
+                    key: KeyState | None = pool.pick(deployment.path)
                 except (AuthenticationError, RateLimitError) as exc:
-                    exc.deployment = deployment.id
+                    exc.deployment = deployment.id  # its keys just became known: choose again
                     errors.append(exc)
-                    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-                        await anyio.sleep(
-                            min(
-                                exc.retry_after,
-                                self.retry.max_wait,
-                                max(0.0, deadline - time.monotonic()),
-                            )
-                        )
                     continue
+                timeouts = self._timeouts(deployment.endpoint)
+                limit = timeouts.total
+                left = deadline - time.monotonic()
+                if left < limit:
+                    if left <= 0:
+                        break
+                    limit = left
+                attempt += 1
                 call = ProviderCall(
-                    model=deployment.path,
-                    api_key=key.value if key else None,
-                    timeouts=self._timeouts(deployment.endpoint),
+                    model=deployment.path, api_key=key.value if key else None, timeouts=timeouts
                 )
                 probe = deployment.begin()
                 started = time.perf_counter()
                 try:
-                    result = await runner(deployment, call)
+                    result = await runner(deployment, call, limit)
                 except UpstreamError as exc:
                     latency = time.perf_counter() - started
                     exc.deployment = exc.deployment or deployment.id
                     deployment.record_failure(exc, latency)
-                    pool.record(key, exc)
                     errors.append(exc)
+                    if isinstance(exc, AuthenticationError):
+                        await self._judge_key(deployment, pool, key, exc, deadline)
+                        continue
+                    pool.record(key, exc, model=deployment.path)
                     if isinstance(exc, ContextWindowExceededError):
                         break  # a bigger model in the fallbacks may fit it
                     if isinstance(exc, BadRequestError):
                         raise
-                    if attempt < self.retry.max_attempts and not isinstance(
-                        exc, AuthenticationError
-                    ):
-                        await anyio.sleep(
-                            min(
-                                self._backoff(attempt - 1, exc),
-                                max(0.0, deadline - time.monotonic()),
-                            )
-                        )
                     continue
                 except TimeoutError:
                     latency = time.perf_counter() - started
+                    if limit < timeouts.total and deadline == until:
+                        # the request's own deadline, not the upstream's fault
+                        raise TimeoutError(
+                            f"the request's deadline passed after {attempt} attempts"
+                        ) from None
                     error = UpstreamTimeoutError(
-                        f"no answer within {call.timeouts.total:g}s", deployment=deployment.id
+                        f"no answer within {limit:g}s", deployment=deployment.id
                     )
-                    deployment.record_failure(error, latency)
+                    if limit >= timeouts.total:
+                        deployment.record_failure(error, latency)
                     errors.append(error)
                     continue
                 finally:
                     deployment.end(probe)
                 deployment.record_success(time.perf_counter() - started)
                 return result, deployment, attempt, errors
+            if time.monotonic() >= deadline:
+                break
         last = errors[-1] if errors else None
+        if attempt == 0 and isinstance(last, NoHealthyDeploymentError):
+            raise last  # nothing was tried: it says why, and when to come back
         if isinstance(last, ContextWindowExceededError) or (
             last is not None
             and len({type(e) for e in errors}) == 1
             and isinstance(last, UpstreamError)
         ):
+            if isinstance(last, UpstreamUnavailableError) and last.status in (503, 529):
+                last.retry_after = self.retry_after(name)  # type: ignore[attr-defined]
             raise last
         summary = "; ".join(
             f"{getattr(e, 'deployment', None) or ''} {type(e).__name__}: {e}".strip()
             for e in errors[-4:]
         )
-        raise NoHealthyDeploymentError(
+        if time.monotonic() >= deadline:
+            summary = f"the request's deadline passed; {summary}" if summary else "deadline passed"
+        error = NoHealthyDeploymentError(
             f"model {name!r} failed after {attempt} attempts: {summary}", errors=errors
         )
+        error.retry_after = self.retry_after(name)  # type: ignore[attr-defined]
+        raise error
 
     # -- public calls -----------------------------------------------------------
 
@@ -504,8 +646,10 @@ class OpenAIEngine:
         name = model or request.model
         started_all = time.perf_counter()
 
-        async def runner(deployment: DeploymentState, call: ProviderCall) -> ChatResponse:
-            async with self._deadline(call.timeouts.total):
+        async def runner(
+            deployment: DeploymentState, call: ProviderCall, seconds: float
+        ) -> ChatResponse:
+            async with self._deadline(seconds):
                 return await deployment.provider.chat(request, call)  # type: ignore[no-any-return]
 
         try:
@@ -573,9 +717,9 @@ class OpenAIEngine:
             and _get(request.stream_options, "include_usage")
         )
 
-        async def runner(deployment: DeploymentState, call: ProviderCall) -> Any:
+        async def runner(deployment: DeploymentState, call: ProviderCall, seconds: float) -> Any:
             iterator = deployment.provider.stream(request, call).__aiter__()
-            async with self._deadline(call.timeouts.total):
+            async with self._deadline(seconds):
                 first = await iterator.__anext__()
             return iterator, first
 
@@ -711,6 +855,7 @@ class OpenAIEngine:
         started = time.perf_counter()
         error: BaseException | None = None
         models: list[str] = []
+        key: KeyState | None = None
         try:
             pool = self._key_pool(endpoint)
             key = pool.pick()
@@ -721,6 +866,8 @@ class OpenAIEngine:
                 models = await provider.list_models(call)
         except (CoopError, TimeoutError) as exc:
             error = exc
+            if isinstance(exc, AuthenticationError) and key is not None:
+                pool.revoke(key)  # the endpoint itself rejects the key: out for every model
         for model in self.models.values():
             for deployment in model.deployments:
                 if deployment.endpoint == endpoint:

@@ -120,7 +120,11 @@ def error_for(exc: BaseException) -> HTTPError:
         )
     if isinstance(exc, CoopError):
         return HTTPError(
-            exc.http_status, str(exc), type=exc.error_type, code=_snake(type(exc).__name__)
+            exc.http_status,
+            str(exc),
+            type=exc.error_type,
+            code=_snake(type(exc).__name__),
+            headers=_retry_after(exc) if exc.http_status == 503 else (),
         )
     if isinstance(exc, TimeoutError):
         return HTTPError(
@@ -161,8 +165,20 @@ def _upstream_error(exc: UpstreamError) -> HTTPError:
     if isinstance(exc, UpstreamNotFoundError):
         return HTTPError(502, summary, type="server_error", code="upstream_not_found")
     if isinstance(exc, UpstreamUnavailableError) and exc.status in (503, 529):
-        return HTTPError(503, summary, type="server_error", code="upstream_overloaded")
+        return HTTPError(
+            503,
+            summary,
+            type="server_error",
+            code="upstream_overloaded",
+            headers=_retry_after(exc),
+        )
     return HTTPError(502, summary, type="server_error", code="upstream_error")
+
+
+def _retry_after(exc: BaseException) -> list[tuple[bytes, bytes]]:
+    """A 503's ``Retry-After``: the engine's seconds until a deployment is back, at least 1."""
+    seconds = getattr(exc, "retry_after", None) or 0.0
+    return [(b"retry-after", str(max(1, math.ceil(seconds))).encode())]
 
 
 def _snake(name: str) -> str:
