@@ -176,3 +176,11 @@ def test_http_services_endpoint() -> None:
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "style"
         empty = httpx.post(gw.base_url + "/services/shout", json={"content": ""}, timeout=10)
         assert empty.status_code == 400 and empty.json()["error"]["param"] == "content"
+
+
+def test_a_json_parameter_given_as_json_reads_as_json_text() -> None:
+    spec = ServiceParameter("options", "a JSON list")
+    assert json.loads(spec.convert([{"name": "A"}, "B"])) == [{"name": "A"}, "B"]
+    assert spec.convert('[1, 2]') == "[1, 2]"
+    with pytest.raises(ValidationError):
+        ServiceParameter("n", type=int).convert([1])

@@ -11,6 +11,7 @@ what needs a model; a failure is an error, never text inside a success.
 from __future__ import annotations
 
 import abc
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -78,6 +79,9 @@ class ServiceParameter:
                 if isinstance(value, bool):
                     raise ValueError
                 converted = kind(value)
+            elif isinstance(value, list | dict):
+                # JSON given as JSON (over HTTP, from Python) reads as the text the CLI gives.
+                converted = json.dumps(value, ensure_ascii=False)
             else:
                 converted = value if isinstance(value, str) else kind(value)
         except (TypeError, ValueError):
