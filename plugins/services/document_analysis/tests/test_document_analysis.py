@@ -550,8 +550,3 @@ def test_cli_end_to_end_on_the_simulated_models(tmp_path: Path) -> None:
 
     bad = run_coop("service", "document_analysis", "--file", "bad.pdf", cwd=tmp_path)
     assert bad.returncode == 2 and "content: not a readable PDF" in bad.stderr
-    no_question = run_coop(
-        "service", "document_analysis", "--content", "x", "--param", "analysis_type=qa",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert no_question.returncode == 2 and "question:" in no_question.stderr
