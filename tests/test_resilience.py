@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -396,6 +397,7 @@ def _soak_module() -> Any:
     spec = importlib.util.spec_from_file_location("coop_soak", ROOT / "benchmarks" / "soak.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
