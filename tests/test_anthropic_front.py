@@ -16,7 +16,7 @@ import httpx
 import pytest
 from anthropic.types import Message, TextBlock, ThinkingBlock, ToolUseBlock
 from coop import SystemConfig
-from fakes import Answer, FakeAnthropic, FakeOpenAI
+from fakes import Answer, FakeAnthropic, FakeOpenAI, Fault
 from fakes.http import ToolCall
 from test_gateway import BOUND, Gateway, gateway_config, serve_in_thread
 
@@ -506,3 +506,25 @@ def test_x_api_key_authenticates(up: FakeOpenAI) -> None:
         gateway.key = "sk-gw-anthropic-0001"
         message = client(gateway).messages.create(model="m", max_tokens=8, messages=USER)  # type: ignore[arg-type]
     assert message.content[0].text == "echo: hi"  # type: ignore[union-attr]
+
+
+def test_upstream_failures_in_anthropics_shape_before_and_during_a_stream() -> None:
+    with FakeOpenAI() as broken, serve_in_thread(gateway_config(broken)) as gateway:
+        broken.set_mode(Fault.status(503))
+        with pytest.raises(anthropic.InternalServerError) as caught:
+            client(gateway).messages.create(model="m", max_tokens=8, messages=USER)  # type: ignore[arg-type]
+        assert caught.value.body["type"] == "error"  # type: ignore[index]
+        assert caught.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+        broken.set_mode(None)
+        broken.answer_fn = lambda body: "one two three four five six seven eight"
+        broken.set_mode(Fault.cut_stream(after_chunks=2))
+        with httpx.Client(timeout=BOUND) as http:
+            response = http.post(
+                gateway.url + "/v1/messages",
+                json={"model": "big", "max_tokens": 32, "stream": True, "messages": USER},
+            )
+    assert response.status_code == 200
+    events = sse_events(response.text)
+    assert events[0][0] == "message_start" and events[-1][0] == "error"
+    assert events[-1][1]["error"]["type"] == "api_error"
+    assert "message_stop" not in [name for name, _ in events]
