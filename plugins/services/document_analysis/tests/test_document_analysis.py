@@ -345,6 +345,22 @@ async def test_each_analysis_type_on_a_docx(up: FakeOpenAI, kind: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_reduce_that_does_not_fit_one_prompt_runs_in_rounds(up: FakeOpenAI) -> None:
+    text = "\n\n".join(
+        f"Paragraph {i} tells a long story about the project and its many details."
+        for i in range(300)
+    )
+    response = await analyse(up, text, window=400, analysis_type="summary")
+    assert_within_window(up, 400)
+    reduces = [_prompt(b) for b in bodies(up) if _prompt(b).startswith("These summaries")]
+    chunks = response.data["chunking"]["chunks"]
+    assert len(chunks) > 20 and len(reduces) >= 3  # several groups, then their summaries
+    summary = response.data["summary"]
+    assert summary["text"].startswith("Combined summary of")
+    assert [c["chunk"] for c in summary["citations"]] == list(range(len(chunks)))
+
+
+@pytest.mark.anyio
 async def test_a_short_text_is_one_call_with_no_reduce(up: FakeOpenAI) -> None:
     response = await analyse(up, "Ada Lovelace wrote notes in Lisbon.", analysis_type="summary")
     assert response.calls == 1 and len(response.data["chunking"]["chunks"]) == 1

@@ -34,7 +34,7 @@ from coop import (
     estimate_tokens,
 )
 
-from ._chunks import Chunk, locate, split
+from ._chunks import Chunk, _fit, locate, split
 from ._extract import FORMATS, Document, Heading, detect_format, extract
 from ._json import parse_object
 
@@ -475,8 +475,8 @@ class _Run:
         lines = []
         for number, i in enumerate(group, 1):
             item = " ".join(items[i].split())
-            if estimate_tokens(item) > limit:
-                item = item[: limit * 3] + " …"
+            if estimate_tokens(item) > limit:  # an overlong item is cut to its share
+                item = item[: _fit(item, 0, limit - 1)] + "…"
             lines.append(f"[{number}] {item}")
         return "\n".join(lines)
 
