@@ -151,6 +151,10 @@ async def test_csv_with_two_columns_gives_pearson_r() -> None:
     assert pair["r"] == pytest.approx(21 / math.sqrt(10 * 58), abs=1e-6)  # 0.871978
     assert pair["strength"] == "strong positive"
     assert "sales ~ ads: r +0.872" in data["facts"]
+    # A text column is skipped when the columns to analyse are named.
+    mixed = "month,region,sales\nJan,North,10\nFeb,South,12\nMar,East,15"
+    picked = ok(await run(mixed, column="sales"))
+    assert [s["name"] for s in picked["series"]] == ["sales"]
 
 
 @pytest.mark.anyio
@@ -297,7 +301,12 @@ async def test_chart_is_a_valid_png() -> None:
         (EXAMPLE, {"insight_type": "trend"}, "summary, trends, anomalies, correlations, forecast"),
         (EXAMPLE, {"insight_type": "correlations"}, "at least two numeric series"),
         ("Q1: 1, Q2: 2", {"insight_type": "forecast"}, "at least 3 values"),
-        (CSV, {"column": "sale"}, "no column 'sale' (did you mean 'sales'?); numeric columns"),
+        (
+            "month,region,sales\nJan,North,10",
+            {"format": "csv"},
+            "line 2, column 'region': 'North' is not a number (column=... picks",
+        ),
+        (CSV, {"column": "sale"}, "no column 'sale' (did you mean 'sales'?); columns: sales, ads"),
         (EXAMPLE, {"confidence": "2"}, "confidence: must be between 0.5 and 0.999"),
         (EXAMPLE, {"periods": "0"}, "periods: must be between 1 and 60"),
         (EXAMPLE, {"chart": "maybe"}, "chart: expected bool"),
@@ -362,3 +371,17 @@ def test_cli_runs_the_original_example_on_the_embedded_models(folder: Path) -> N
     unparsable = coop_cli("service", "data_insight", "--content", "Q1: 100\nQ2: x", cwd=folder)
     assert unparsable.returncode == 2 and "line 2, 'Q2': 'x' is not a number" in unparsable.stderr
     assert "Traceback" not in unparsable.stderr
+
+
+@pytest.mark.anyio
+async def test_titled_text_lines_are_series_and_long_data_stays_compact() -> None:
+    data = ok(await run("收入: Q1 100, Q2 120, Q3 130\n成本: Q1 80, Q2 90, Q3 95"))
+    assert [s["name"] for s in data["series"]] == ["收入", "成本"]
+    # 成本 = 收入 / 2 + 30 exactly: r = 1.
+    assert data["correlations"][0]["r"] == 1.0
+    rows = "\n".join(f"{i},{(i * 37) % 101}" for i in range(2000))
+    big = await run(f"t,v\n{rows}", insight_type="trends")
+    facts = ok(big)["facts"]
+    assert ok(big)["series"][0]["statistics"]["count"] == 2000
+    assert "largest rise and fall" in facts and coop.estimate_tokens(facts) < 1000
+    assert big.prompt_tokens < 1500

@@ -83,8 +83,9 @@ class DataInsightService(coop.Service):
     ) -> coop.ServiceResult:
         p = _check(parameters)
         text = _text(content)
-        dataset = parse_data(text, p["format"], filename=p["filename"])
-        series = _select(dataset.series, p["column"])
+        wanted = [c.strip() for c in p["column"].split(",") if c.strip()]
+        dataset = parse_data(text, p["format"], filename=p["filename"], columns=wanted)
+        series = _select(dataset.series, wanted)
         kind = p["insight_type"]
         if kind == "correlations" and len(series) < 2:
             raise coop.ValidationError(
@@ -181,28 +182,12 @@ def _text(content: str | bytes) -> str:
     return content
 
 
-def _select(series: list[Series], columns: str) -> list[Series]:
-    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+def _select(series: list[Series], wanted: Sequence[str]) -> list[Series]:
+    """The series named in ``column`` (``parse_data`` checked they exist), in that order."""
     if not wanted:
         return series
     by_name = {s.name: s for s in series}
-    for name in wanted:
-        if name not in by_name:
-            valid = ", ".join(by_name)
-            raise coop.ValidationError(
-                f"no column {name!r}{coop_did_you_mean(name, list(by_name))}; numeric columns: "
-                f"{valid}",
-                field="column",
-                value=name,
-            )
     return [by_name[name] for name in wanted]
-
-
-def coop_did_you_mean(name: str, options: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, options, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # -- language and numbers ----------------------------------------------------------------------

@@ -8,9 +8,11 @@ position) and column, never silently skipped.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -39,6 +41,8 @@ class Dataset:
     #: ``csv``, ``json`` or ``text``.
     format: str
     title: str = ""
+    #: Every column besides the labels, read or not (``columns=`` may skip some).
+    columns: list[str] = attrs.field(factory=list)
 
 
 # -- one value ---------------------------------------------------------------------------------
@@ -162,24 +166,41 @@ _LABEL_NAMES = {
     "产品",
 }  # fmt: skip
 #: ``Q1: 100`` (a label starting with a letter, a colon, a number) anywhere in the text.
+#: ``收入: Q1 100, ...``: every line opening with a word and a colon is text, not CSV.
+_LINE_TITLE_RE = re.compile(r"^\s*[^\W\d_][^:：,，;；\t\n]*[:：]")
 _ITEM_RE = re.compile(
     r"(?:^|[\s,，;；、])[^\W\d_][^:：\n,，;；]*[:：=]\s*[-+(]?\s*(?:[$€£¥]\s*)?\d"
 )
 
 
-def parse_data(content: str, format: str = "auto", *, filename: str = "") -> Dataset:
-    """The series in ``content``; a :class:`coop.ValidationError` names the bad line or cell."""
+def parse_data(
+    content: str, format: str = "auto", *, filename: str = "", columns: Sequence[str] = ()
+) -> Dataset:
+    """The series in ``content``; a :class:`coop.ValidationError` names the bad line or cell.
+
+    ``columns`` (CSV and JSON) reads only those columns, so text columns can be skipped.
+    """
+    keep = frozenset(columns)
     text = content.lstrip("\ufeff")
     if not text.strip():
         raise coop.ValidationError("content is empty: give CSV, JSON or text", field="content")
     if format == "auto":
         format = _detect(text, filename)
     if format == "json":
-        dataset = _parse_json(text)
+        dataset = _parse_json(text, keep)
     elif format == "csv":
-        dataset = _parse_csv(text, filename)
+        dataset = _parse_csv(text, filename, keep)
     else:
         dataset = _parse_text(text)
+    for name in columns:
+        if name not in dataset.columns:
+            close = difflib.get_close_matches(name, dataset.columns, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise coop.ValidationError(
+                f"no column {name!r}{hint}; columns: {', '.join(dataset.columns) or 'none'}",
+                field="column",
+                value=name,
+            )
     if not dataset.series:
         raise coop.ValidationError("no numbers found in the content", field="content")
     for series in dataset.series:
@@ -202,7 +223,7 @@ def _detect(text: str, filename: str) -> str:
     if head in "[{" and head:
         return "json"
     lines = [line for line in text.splitlines() if line.strip()]
-    if _ITEM_RE.search(text):
+    if _ITEM_RE.search(text) or all(_LINE_TITLE_RE.match(line) for line in lines):
         return "text"
     if len(lines) >= 2 and _delimiter(lines) is not None:
         return "csv"
@@ -221,7 +242,7 @@ def _delimiter(lines: list[str]) -> str | None:
     return None
 
 
-def _parse_csv(text: str, filename: str = "") -> Dataset:
+def _parse_csv(text: str, filename: str, keep: frozenset[str]) -> Dataset:
     numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     lines = [line for _, line in numbered]
     delimiter = "\t" if filename.lower().endswith(".tsv") else _delimiter(lines)
@@ -239,10 +260,10 @@ def _parse_csv(text: str, filename: str = "") -> Dataset:
             )
     rows = [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
     line_numbers = [n for n, _ in numbered]
-    return _table(rows, line_numbers, "csv", where=lambda i, col: f"line {line_numbers[i]}")
+    return _table(rows, "csv", keep, where=lambda i: f"line {line_numbers[i]}")
 
 
-def _table(rows: list[list[str]], line_numbers: list[int], format: str, where: Any) -> Dataset:
+def _table(rows: list[list[str]], format: str, keep: frozenset[str], where: Any) -> Dataset:
     """Rows of cells (the first maybe a header) → one series per numeric column."""
     width = len(rows[0])
     header = any(parse_value(cell) is None for cell in rows[0])
@@ -265,20 +286,31 @@ def _table(rows: list[list[str]], line_numbers: list[int], format: str, where: A
         labels = [str(i + 1) for i in range(len(body))]
     series = []
     for col in range(width):
-        if col == label_column:
+        if col == label_column or (keep and names[col] not in keep):
             continue
-        cells = [
-            _number(row[col], f"{where(first + i, col)}, column {names[col]!r}")
-            for i, row in enumerate(body)
-        ]
+        try:
+            cells = [
+                _number(row[col], f"{where(first + i)}, column {names[col]!r}")
+                for i, row in enumerate(body)
+            ]
+        except coop.ValidationError as exc:
+            if width <= 2:
+                raise
+            message = str(exc).removeprefix("content: ")
+            raise coop.ValidationError(
+                f"{message} (column=... picks the numeric columns)",
+                field="content",
+                value=exc.value,
+            ) from None
         series.append(_series(names[col], labels, cells))
-    return Dataset(series=series, format=format)
+    others = [name for col, name in enumerate(names) if col != label_column]
+    return Dataset(series=series, format=format, columns=others)
 
 
 # -- JSON --------------------------------------------------------------------------------------
 
 
-def _parse_json(text: str) -> Dataset:
+def _parse_json(text: str, keep: frozenset[str]) -> Dataset:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -289,8 +321,10 @@ def _parse_json(text: str) -> Dataset:
     if isinstance(data, dict) and isinstance(data.get("data"), (list, dict)):
         title = str(data.get("title") or data.get("name") or "")
         data = data["data"]
-    dataset = _json_value(data)
+    dataset = _json_value(data, keep)
     dataset.title = title
+    if title and len(dataset.series) == 1 and dataset.series[0].name == "value":
+        dataset.series[0].name = title
     return dataset
 
 
@@ -306,12 +340,12 @@ def _json_number(value: Any, where: str) -> tuple[float, str]:
     )
 
 
-def _json_value(data: Any) -> Dataset:
+def _json_value(data: Any, keep: frozenset[str]) -> Dataset:
     if isinstance(data, list):
         if not data:
             raise coop.ValidationError("the JSON array is empty", field="content")
         if all(isinstance(item, dict) for item in data):
-            return _json_records(data)
+            return _json_records(data, keep)
         if all(isinstance(item, list) for item in data):
             rows = [[_cell(c) for c in row] for row in data]
             width = len(rows[0])
@@ -320,16 +354,17 @@ def _json_value(data: Any) -> Dataset:
                     raise coop.ValidationError(
                         f"[{i}]: {len(row)} cells where [0] has {width}", field="content"
                     )
-            return _table(rows, list(range(len(rows))), "json", where=lambda i, col: f"[{i}]")
+            return _table(rows, "json", keep, where=lambda i: f"[{i}]")
         cells = [_json_number(v, f"[{i}]") for i, v in enumerate(data)]
-        return Dataset([_series("value", [str(i + 1) for i in range(len(cells))], cells)], "json")
+        series = _series("value", [str(i + 1) for i in range(len(cells))], cells)
+        return Dataset([series], "json", columns=["value"])
     if isinstance(data, dict):
         if not data:
             raise coop.ValidationError("the JSON object is empty", field="content")
         if all(isinstance(v, list) for v in data.values()):
-            return _json_columns(data)
+            return _json_columns(data, keep)
         cells = [_json_number(v, f"{key!r}") for key, v in data.items()]
-        return Dataset([_series("value", [str(k) for k in data], cells)], "json")
+        return Dataset([_series("value", [str(k) for k in data], cells)], "json", columns=["value"])
     raise coop.ValidationError(
         "JSON must be an array of numbers or records, or an object of values or columns",
         field="content",
@@ -350,7 +385,7 @@ def _label_key(keys: list[str], columns: dict[str, list[Any]]) -> str | None:
     return None
 
 
-def _json_records(records: list[dict[str, Any]]) -> Dataset:
+def _json_records(records: list[dict[str, Any]], keep: frozenset[str]) -> Dataset:
     keys: list[str] = []
     for record in records:
         keys.extend(k for k in record if k not in keys)
@@ -366,12 +401,12 @@ def _json_records(records: list[dict[str, Any]]) -> Dataset:
     series = [
         _series(key, labels, [_json_number(v, f"[{i}].{key}") for i, v in enumerate(columns[key])])
         for key in keys
-        if key != label
+        if key != label and (not keep or key in keep)
     ]
-    return Dataset(series, "json")
+    return Dataset(series, "json", columns=[k for k in keys if k != label])
 
 
-def _json_columns(data: dict[str, list[Any]]) -> Dataset:
+def _json_columns(data: dict[str, list[Any]], keep: frozenset[str]) -> Dataset:
     keys = list(data)
     lengths = {key: len(v) for key, v in data.items()}
     if len(set(lengths.values())) != 1:
@@ -383,9 +418,9 @@ def _json_columns(data: dict[str, list[Any]]) -> Dataset:
     series = [
         _series(key, labels, [_json_number(v, f"{key}[{i}]") for i, v in enumerate(data[key])])
         for key in keys
-        if key != label
+        if key != label and (not keep or key in keep)
     ]
-    return Dataset(series, "json")
+    return Dataset(series, "json", columns=[k for k in keys if k != label])
 
 
 # -- text --------------------------------------------------------------------------------------
@@ -429,7 +464,7 @@ def _parse_text(text: str) -> Dataset:
         default = "value" if len(series) == 1 else f"series {i + 1}"
         result.append(_series(name or default, filled, cells))
     title = result[0].name if len(result) == 1 and result[0].name != "value" else ""
-    return Dataset(result, "text", title=title)
+    return Dataset(result, "text", title=title, columns=[s.name for s in result])
 
 
 def _item(item: str, line: int) -> tuple[str, tuple[float, str]]:
