@@ -258,3 +258,78 @@ def test_sigterm_with_two_workers_drains_the_request_in_flight_then_exits_0(
         assert response.status_code == 200, response.text
         assert response.json()["choices"][0]["message"]["content"] == "echo: drain me"
         assert served.wait() == 0, "".join(served.stderr)
+
+
+def test_sigterm_past_the_drain_time_ends_each_stream_with_an_error_event(
+    serve: Any, tmp_path: Path
+) -> None:
+    """Two workers, streams longer than shutdown_timeout: each ends in an error event
+    (never a silent cut), the access log says 503, and no traceback is printed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with FakeOpenAI(chunk_delay=0.2) as up:
+        config = write_config(tmp_path, up, shutdown_timeout=1, access_log="json")
+        served = serve(config, "--port", str(port), "--workers", "2")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + BOUND * 2
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "".join(served.stderr)
+            time.sleep(0.1)
+        bodies: dict[str, str] = {}
+        statuses: dict[str, int] = {}
+        long_text = " ".join(f"word{i}" for i in range(300))  # ~60 s of chunks at 0.2 s each
+
+        def stream(rid: str) -> None:
+            with (
+                httpx.Client(timeout=BOUND) as http,
+                http.stream(
+                    "POST",
+                    url + "/v1/chat/completions",
+                    json={
+                        "model": "m",
+                        "stream": True,
+                        "messages": [{"role": "user", "content": long_text}],
+                    },
+                    headers={"x-request-id": rid},
+                ) as response,
+            ):
+                statuses[rid] = response.status_code
+                text = ""
+                try:
+                    for piece in response.iter_text():
+                        text += piece
+                except httpx.HTTPError as exc:  # a cut connection is what this test forbids
+                    text += f"<cut: {exc!r}>"
+                bodies[rid] = text
+
+        threads = [threading.Thread(target=stream, args=(f"long-{i}",)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + BOUND
+        while up.request_count < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # a few chunks each
+        served.proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(BOUND)
+        assert served.wait() == 0, "".join(served.stderr)
+    err = "".join(served.stderr)
+    for rid in ("long-0", "long-1", "long-2"):
+        assert statuses[rid] == 200
+        events = [line[6:] for line in bodies[rid].split("\n") if line.startswith("data: ")]
+        assert "<cut" not in bodies[rid], bodies[rid][-300:]
+        assert events and events[-1] != "[DONE]", bodies[rid][-300:]
+        error = json.loads(events[-1])["error"]
+        assert error["code"] == "server_shutting_down" and "shutdown_timeout" in error["message"]
+        assert len(events) > 2, "the stream ran before it was stopped"
+    records = {
+        r["request_id"]: r for r in map(json.loads, (x for x in served.stderr if x.startswith("{")))
+    }
+    assert all(records[f"long-{i}"]["status"] == 503 for i in range(3)), records
+    assert "Traceback" not in err and "Exception in ASGI application" not in err, err

@@ -335,6 +335,19 @@ class GatewayApp:
             await handler(scope, receive, tracking_send, ctx)
         except ClientDisconnected:
             ctx.status = 499
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running once SIGTERM's drain time is up: answer
+            # 503 (a stream has said so in an error event already), log it, no traceback
+            if self._asyncio_guard is None:
+                raise
+            _withdraw_cancel()
+            if not sent_start:
+                try:
+                    await send_error(tracking_send, _SHUTTING_DOWN)
+                except OSError:
+                    ctx.status = 499
+            else:
+                ctx.status = _SHUTTING_DOWN.status
         except Exception as exc:
             error = error_for(exc)
             if error.status >= 500 and not isinstance(exc, CoopError | HTTPError | TimeoutError):
@@ -579,10 +592,31 @@ class GatewayApp:
             await send({"type": "http.response.body", "body": payload, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        except asyncio.CancelledError:
+            if not started or not self._cancelled_by_server():
+                raise
+            # the server gave up draining (SIGTERM past shutdown_timeout): say so, then end
+            _withdraw_cancel()
+            error = _SHUTTING_DOWN
+            ctx.status = error.status
+            payload = (
+                b"data: " + error_body(error.message, error.type, error.param, error.code) + b"\n\n"
+            )
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         finally:
             await stream.aclose()
         await start()
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+
+    def _cancelled_by_server(self) -> bool:
+        """Whether the cancellation now landing came from the server (shutdown), not the guard."""
+        guard = self._asyncio_guard
+        if guard is None:
+            return False
+        entry = guard._live.get(asyncio.current_task())  # type: ignore[arg-type]
+        return entry is None or entry.why is None
 
     async def anthropic_messages(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
@@ -1087,6 +1121,24 @@ def fanout(cooperation: CooperationConfig) -> int:
     if strategy == "judge":
         return members + 1
     return 2 * members + 1
+
+
+#: What a request still running when the server stops draining is told (and logged as).
+_SHUTTING_DOWN = HTTPError(
+    503,
+    "the gateway is shutting down and stopped this request after its drain time "
+    "([server] shutdown_timeout); retry it",
+    type="server_error",
+    code="server_shutting_down",
+    headers=[(b"retry-after", b"1"), (b"connection", b"close")],
+)
+
+
+def _withdraw_cancel() -> None:
+    """The request answers the cancellation itself: take it back so the task ends normally."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 def _route_header(decision: RouteDecision) -> tuple[bytes, bytes]:
