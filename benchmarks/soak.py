@@ -88,6 +88,8 @@ class Report:
     streams: int = 0
     stream_successes: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: The first message seen for each error class.
+    examples: dict[str, str] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     retry_after_missing: int = 0
     upstream_requests: int = 0
@@ -135,6 +137,7 @@ class Report:
             + ", ".join(f"{k}: {v}" for k, v in sorted(self.upstream_faults.items())),
             f"gateway RSS     {self.rss_start_kb / 1024:.1f} MB -> {self.rss_end_kb / 1024:.1f} MB",
         ]
+        out += [f"  e.g. {k}: {v}" for k, v in self.examples.items()]
         return out
 
 
@@ -225,10 +228,12 @@ async def _one(client: Any, url: str, stream: bool, report: Report, i: int) -> N
             raw = await response.aread()
             if response.status_code != 200:
                 try:
-                    code = json.loads(raw)["error"]["code"]
+                    error = json.loads(raw)["error"]
+                    code, message = error["code"], str(error.get("message"))
                 except (ValueError, KeyError, TypeError):
-                    code = "?"
+                    code, message = "?", raw[:200].decode(errors="replace")
                 outcome = f"{response.status_code} {code}"
+                report.examples.setdefault(outcome, message[:240])
                 if response.status_code == 503 and "retry-after" not in response.headers:
                     report.retry_after_missing += 1
             elif stream:
@@ -328,6 +333,11 @@ def main() -> None:
     parser.add_argument("--stream-share", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--coop-path", help="a checkout's core/ to run instead (before/after)")
+    parser.add_argument(
+        "--cut-streams",
+        action="store_true",
+        help="add streams cut after two events to the mix (they must end in an error event)",
+    )
     args = parser.parse_args()
     report = run(
         requests=args.requests,
@@ -338,6 +348,7 @@ def main() -> None:
         stream_share=args.stream_share,
         seed=args.seed,
         coop_path=args.coop_path,
+        faults=default_faults() + [Fault.cut_stream(after_chunks=2)] if args.cut_streams else None,
     )
     print(
         f"soak: 3 deployments x {100 * args.fault_rate:g}% faults (500, 429, 503, drop, stall), "

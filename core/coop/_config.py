@@ -223,8 +223,9 @@ class CooperationConfig:
 class ResilienceConfig:
     """``[resilience]``: retries, circuits and key blocks (see docs/reliability.md)."""
 
-    #: Attempts per request in all, across deployments, keys and fallbacks.
-    max_attempts: int = 5
+    #: Attempts per request in all, across deployments, keys and fallbacks (a 429 does
+    #: not count; upstream calls stay within 1.5 times this).
+    max_attempts: int = 6
     #: Seconds of jittered exponential backoff before re-trying an already-tried deployment.
     backoff_base: float = 0.1
     backoff_max: float = 2.0

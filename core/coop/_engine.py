@@ -61,8 +61,10 @@ class RetryPolicy:
     and attempt is also capped by the request's own deadline.
     """
 
-    #: Attempts in all, across deployments, keys and fallbacks.
-    max_attempts: int = 5
+    #: Attempts in all, across deployments, keys and fallbacks (two rounds of three
+    #: deployments). A 429 does not count, but no request makes more than 1.5 times as
+    #: many upstream calls (one attempt is one call).
+    max_attempts: int = 6
     #: Backoff before trying a deployment this request already tried: exponential from
     #: ``backoff_base``, jittered, at most ``backoff_max``. Moving to a fresh one is immediate.
     backoff_base: float = 0.1
@@ -535,15 +537,17 @@ class OpenAIEngine:
         if until is not None and until < deadline:
             deadline = until
         errors: list[BaseException] = []
-        attempt = 0
+        attempt = 0  # upstream calls made
+        spent = 0  # of max_attempts: a 429 sends the request elsewhere without spending one
+        calls = retry.max_attempts + retry.max_attempts // 2  # 429s included
         for position, model in enumerate(chain):
             tried: set[int] = set()
             has_fallback = position + 1 < len(chain)
-            while attempt < retry.max_attempts:
+            while spent < retry.max_attempts and attempt < calls:
                 if tried and len(tried) >= len(model.deployments):
                     if has_fallback:
                         break  # every deployment failed once: the fallback before any retry
-                    delay = min(self._backoff(attempt - 1), deadline - time.monotonic())
+                    delay = min(self._backoff(spent - 1), deadline - time.monotonic())
                     if delay > 0:
                         await anyio.sleep(delay)
                 if time.monotonic() >= deadline:
@@ -569,6 +573,7 @@ class OpenAIEngine:
                         break
                     limit = left
                 attempt += 1
+                spent += 1
                 call = ProviderCall(
                     model=deployment.path, api_key=key.value if key else None, timeouts=timeouts
                 )
@@ -585,6 +590,8 @@ class OpenAIEngine:
                         await self._judge_key(deployment, pool, key, exc, deadline)
                         continue
                     pool.record(key, exc, model=deployment.path)
+                    if isinstance(exc, RateLimitError):
+                        spent -= 1  # the upstream said "not now, not with this key": go elsewhere
                     if isinstance(exc, ContextWindowExceededError):
                         break  # a bigger model in the fallbacks may fit it
                     if isinstance(exc, BadRequestError):
