@@ -348,7 +348,7 @@ def main() -> None:
         stream_share=args.stream_share,
         seed=args.seed,
         coop_path=args.coop_path,
-        faults=default_faults() + [Fault.cut_stream(after_chunks=2)] if args.cut_streams else None,
+        faults=[*default_faults(), Fault.cut_stream(after_chunks=2)] if args.cut_streams else None,
     )
     print(
         f"soak: 3 deployments x {100 * args.fault_rate:g}% faults (500, 429, 503, drop, stall), "
