@@ -542,6 +542,7 @@ class OpenAIEngine:
         calls = retry.max_attempts + retry.max_attempts // 2  # 429s included
         for position, model in enumerate(chain):
             tried: set[int] = set()
+            last = 0
             has_fallback = position + 1 < len(chain)
             while spent < retry.max_attempts and attempt < calls:
                 if tried and len(tried) >= len(model.deployments):
@@ -550,6 +551,9 @@ class OpenAIEngine:
                     delay = min(self._backoff(spent - 1), deadline - time.monotonic())
                     if delay > 0:
                         await anyio.sleep(delay)
+                    # a new round over the deployments, the one that just failed last
+                    tried.clear()
+                    tried.add(last)
                 if time.monotonic() >= deadline:
                     break
                 try:
@@ -557,7 +561,8 @@ class OpenAIEngine:
                 except NoHealthyDeploymentError as exc:
                     errors.append(exc)
                     break
-                tried.add(id(deployment))
+                last = id(deployment)
+                tried.add(last)
                 pool = self._key_pool(deployment.endpoint)
                 try:
                     key: KeyState | None = pool.pick(deployment.path)
