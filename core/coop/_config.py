@@ -251,6 +251,52 @@ class ResilienceConfig:
     rate_limit_cooldown: float = 1.0
 
 
+#: What an alert rule may watch (docs/monitoring.md, "Alerts").
+ALERT_METRICS = (
+    "error_rate",
+    "latency_p99_ms",
+    "latency_p50_ms",
+    "requests_per_minute",
+    "cost_usd_per_hour",
+    "open_circuits",
+    "healthy_models",
+)
+ALERT_OPS = (">", "<", ">=", "<=")
+
+
+@attrs.define
+class AlertRule:
+    """One ``[[monitoring.alerts]]`` rule: fire when ``metric op threshold`` held ``for_`` s."""
+
+    name: str
+    metric: str
+    threshold: float
+    op: str = ">"
+    labels: dict[str, str] = attrs.field(factory=dict)
+    #: Seconds the metric is computed over (deltas of counters across the window).
+    window: float = 60.0
+    #: Seconds the condition must hold before the alert fires (0: at once).
+    for_: float = 0.0
+
+
+@attrs.define
+class MonitoringConfig:
+    """``[monitoring]``: alert rules and where their events go."""
+
+    #: Seconds between two evaluations of the alert rules.
+    interval: float = 5.0
+    webhooks: list[str] = attrs.field(factory=list)
+    #: Seconds one webhook POST may take.
+    webhook_timeout: float = 5.0
+    #: POSTs of one event to one webhook at most (the first included).
+    webhook_attempts: int = 4
+    #: Seconds before the first retry; doubles on each further retry.
+    webhook_backoff: float = 1.0
+    #: Events waiting per webhook; when full the oldest is dropped (and counted).
+    webhook_queue: int = 100
+    alerts: list[AlertRule] = attrs.field(factory=list)
+
+
 @attrs.define
 class PluginsConfig:
     disabled: list[str] = attrs.field(factory=list)
@@ -268,6 +314,7 @@ class SystemConfig:
     cooperations: dict[str, CooperationConfig] = attrs.field(factory=dict)
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
     resilience: ResilienceConfig = attrs.field(factory=ResilienceConfig)
+    monitoring: MonitoringConfig = attrs.field(factory=MonitoringConfig)
     log_level: str = "INFO"
     balancing: str = "least-inflight"
     #: True when no file and no keys were found: the embedded simulated setup.
@@ -913,6 +960,24 @@ _RESILIENCE_KEYS = {
     "auth_confirm_models": _pos_int,
     "rate_limit_cooldown": _nonneg,
 }
+_MONITORING_KEYS = {
+    "interval": _positive,
+    "webhooks": _str_list,
+    "webhook_timeout": _positive,
+    "webhook_attempts": _pos_int,
+    "webhook_backoff": _nonneg,
+    "webhook_queue": _pos_int,
+    "alerts": None,
+}
+_ALERT_KEYS = {
+    "name": _str,
+    "metric": _choice(ALERT_METRICS),
+    "labels": _str_map,
+    "op": _choice(ALERT_OPS),
+    "threshold": _number,
+    "window": _positive,
+    "for": _nonneg,
+}
 _TOP_KEYS = {
     "server": None,
     "endpoints": None,
@@ -921,6 +986,7 @@ _TOP_KEYS = {
     "cooperations": None,
     "plugins": None,
     "resilience": None,
+    "monitoring": None,
     "log_level": _choice(LOG_LEVELS, upper=True),
     "balancing": _choice(BALANCING),
 }
@@ -1103,6 +1169,8 @@ def _build(
     plugins_table = c.table(data.get("plugins", {}), "plugins")
     plugins = PluginsConfig(**_fields(c, plugins_table, "plugins", {"disabled": _str_list}))
 
+    monitoring = _monitoring(c, data, models)
+
     return SystemConfig(
         source=source,
         server=server,
@@ -1112,8 +1180,50 @@ def _build(
         cooperations=cooperations,
         plugins=plugins,
         resilience=resilience,
+        monitoring=monitoring,
         **top,
     )
+
+
+def _monitoring(
+    c: _Checker, data: Mapping[str, Any], models: Mapping[str, Any]
+) -> MonitoringConfig:
+    """``[monitoring]`` and its ``[[monitoring.alerts]]`` rules."""
+    table = c.table(data.get("monitoring", {}), "monitoring")
+    fields = _fields(c, table, "monitoring", _MONITORING_KEYS)
+    for i, url in enumerate(fields.get("webhooks", [])):
+        if not url.startswith(("http://", "https://")):
+            raise c.error(f"monitoring.webhooks[{i}]", f"expected an http(s) URL, got {url!r}")
+    raw = table.get("alerts", [])
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise c.error("monitoring.alerts", "expected an array of tables ([[monitoring.alerts]])")
+    rules: list[AlertRule] = []
+    for i, item in enumerate(raw):
+        key = f"monitoring.alerts[{i}]"
+        rule = _fields(c, c.table(item, key), key, _ALERT_KEYS)
+        for required in ("name", "metric", "threshold"):
+            if required not in rule:
+                extra = f" (one of {', '.join(ALERT_METRICS)})" if required == "metric" else ""
+                raise c.error(key, f"missing {required!r}{extra}")
+        if any(r.name == rule["name"] for r in rules):
+            raise c.error(f"{key}.name", f"two alert rules are named {rule['name']!r}")
+        for label, value in rule.get("labels", {}).items():
+            if label != "model":
+                raise c.error(
+                    f"{key}.labels.{label}", f"unknown label {label!r}; valid labels: model"
+                )
+            if value not in models:
+                raise c.error(
+                    f"{key}.labels.model",
+                    f"no model {value!r}{did_you_mean(value, list(models))}; "
+                    f"defined models: {', '.join(sorted(models)) or 'none'}",
+                )
+        if "for" in rule:
+            rule["for_"] = rule.pop("for")
+        rules.append(AlertRule(**rule))
+    return MonitoringConfig(alerts=rules, **fields)
 
 
 def check_plugins(config: SystemConfig, plugins: Any) -> None:

@@ -49,7 +49,14 @@ def _command_modules() -> list:
     import importlib
 
     found = []
-    for name in ("_engine_cmds", "_serve_cmds", "_route_cmds", "_cooperate_cmds", "_service_cmds"):
+    for name in (
+        "_engine_cmds",
+        "_serve_cmds",
+        "_route_cmds",
+        "_cooperate_cmds",
+        "_service_cmds",
+        "_alerts_cmds",
+    ):
         try:
             found.append(importlib.import_module(f"coop.cli.{name}"))
         except ModuleNotFoundError as exc:

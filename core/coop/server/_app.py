@@ -209,6 +209,7 @@ class GatewayApp:
         #: Host names (lower case, no port) an open gateway answers; "*" turns the check off.
         self._hosts = _LOOPBACK_NAMES | {h.lower() for h in config.server.allowed_hosts}
         self._asyncio_guard: _AsyncioGuard | None = None
+        self.alerts: Any = None  # coop._alerts.AlertManager, made at startup
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/chat/completions"): self.chat_completions,
@@ -227,6 +228,7 @@ class GatewayApp:
             ("GET", "/health/ready"): self.ready,
             ("GET", "/status"): self.status,
             ("GET", "/metrics"): self.metrics,
+            ("GET", "/alerts"): self.alerts_route,
         }
         self._paths = {path for _, path in self._routes}
         self._public = frozenset({"/health", "/health/ready"})
@@ -257,25 +259,32 @@ class GatewayApp:
             self.config, plugins=self._plugins, health_checks=self._health_checks
         )
         await self.dispatcher.engine.initialize()
+        from .._alerts import AlertManager
+
+        self.alerts = AlertManager(self.config.monitoring, self.dispatcher.engine)
 
     async def shutdown(self) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.engine.shutdown()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+        async with anyio.create_task_group() as tasks:  # the alert evaluator runs here
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    try:
+                        await self.startup()
+                    except Exception as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
+                    if self.alerts is not None and self.config.monitoring.alerts:
+                        tasks.start_soon(self.alerts.run)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    tasks.cancel_scope.cancel()
                     return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- the ASGI entry ---------------------------------------------------------
 
@@ -942,6 +951,12 @@ class GatewayApp:
 
     async def status(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         await send_json(send, 200, self.status_data())
+
+    async def alerts_route(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        data = self.alerts.status() if self.alerts is not None else {"rules": [], "webhooks": []}
+        await send_json(send, 200, data)
 
     async def metrics(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
