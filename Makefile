@@ -10,6 +10,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: install run test lint bench docs clean
 
 install: $(STAMP)
+	@# headless Chromium for tests/test_dashboard.py (Debian's package; only as root)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || true
 
 $(STAMP): pyproject.toml requirements-dev.txt $(wildcard plugins/*/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

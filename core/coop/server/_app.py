@@ -16,7 +16,9 @@ CPU (docs/performance.md). Other event loops get the portable anyio version.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+import importlib.resources
 import json
 import logging
 import math
@@ -228,10 +230,11 @@ class GatewayApp:
             ("GET", "/health/ready"): self.ready,
             ("GET", "/status"): self.status,
             ("GET", "/metrics"): self.metrics,
+            ("GET", "/dashboard"): self.dashboard,
             ("GET", "/alerts"): self.alerts_route,
         }
         self._paths = {path for _, path in self._routes}
-        self._public = frozenset({"/health", "/health/ready"})
+        self._public = frozenset({"/health", "/health/ready", "/dashboard"})
         self._counted = frozenset(
             {
                 self.chat_completions,
@@ -383,8 +386,6 @@ class GatewayApp:
                 code="method_not_allowed",
                 headers=[(b"allow", allowed.encode())],
             )
-        if path == "/dashboard":
-            raise HTTPError(404, "the dashboard is not part of this build yet", code="not_found")
         raise HTTPError(404, f"no endpoint {method} {path}", code="not_found")
 
     def _check_browser(self, scope: Scope, headers: dict[bytes, str]) -> None:
@@ -958,6 +959,12 @@ class GatewayApp:
         data = self.alerts.status() if self.alerts is not None else {"rules": [], "webhooks": []}
         await send_json(send, 200, data)
 
+    async def dashboard(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        """The live page (public: it holds no data; its ``/status`` polls need the key)."""
+        await send_bytes(send, 200, _dashboard_page(), _DASHBOARD_HEADERS)
+
     async def metrics(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
@@ -976,6 +983,25 @@ class GatewayApp:
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+@functools.cache
+def _dashboard_page() -> bytes:
+    return importlib.resources.files("coop.server").joinpath("dashboard.html").read_bytes()
+
+
+_DASHBOARD_HEADERS = [
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        b"connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        b"frame-ancestors 'none'",
+    ),
+]
 
 
 def _host_name(host: str) -> str:
