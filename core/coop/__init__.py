@@ -29,6 +29,7 @@ from ._dispatch import (
     DispatchResult,
     Progress,
 )
+from ._embeddings import EmbeddingRequest, EmbeddingResponse, EmbeddingResult
 from ._engine import (
     ChatResult,
     InferenceRequest,
@@ -199,6 +200,9 @@ __all__ = [
     "DispatchResult",
     "Dispatcher",
     "DuplicateNameError",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "EmbeddingResult",
     "EndpointConfig",
     "FunctionCall",
     "FunctionDefinition",

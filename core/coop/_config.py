@@ -43,6 +43,7 @@ __all__ = [
 
 TIERS = ("light", "reasoning", "complex")
 MODES = ("sequential", "parallel", "pipeline")
+MODEL_KINDS = ("chat", "embedding")
 BALANCING = ("least-inflight", "weighted", "latency", "round-robin")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -182,6 +183,10 @@ class ModelConfig:
     price: Price = attrs.field(factory=Price)
     fallbacks: list[str] = attrs.field(factory=list)
     description: str = ""
+    #: ``chat`` or ``embedding`` (served on /v1/embeddings only).
+    kind: str = "chat"
+    #: An embedding model's vector size when the request names none.
+    dimensions: int | None = None
 
 
 @attrs.define
@@ -671,6 +676,14 @@ def embedded_default(*, router: str = "rules", voting: bool = True) -> dict[str,
                 "tier": "complex",
                 "price": {"input": 3.0, "output": 12.0},
             },
+            "sim-embedding": {
+                "endpoint": "simulated",
+                "path": "sim-embedding",
+                "kind": "embedding",
+                "dimensions": 256,
+                "context_window": 8192,
+                "price": {"input": 0.02},
+            },
         },
         "routing": {
             "router": router,
@@ -923,6 +936,8 @@ _MODEL_KEYS = {
     "price": None,
     "fallbacks": _str_list,
     "description": _str,
+    "kind": _choice(MODEL_KINDS),
+    "dimensions": _pos_int,
 }
 _ROUTING_KEYS = {
     "router": _str,
@@ -1082,6 +1097,16 @@ def _build(
                     f"no endpoint {dep.endpoint!r}{did_you_mean(dep.endpoint, list(endpoints))}; "
                     f"defined endpoints: {', '.join(sorted(endpoints)) or 'none'}",
                 )
+        if fields.get("kind", "chat") == "chat":
+            if "dimensions" in fields:
+                raise c.error(
+                    f"{key}.dimensions",
+                    'only an embedding model (kind = "embedding") has dimensions',
+                )
+        elif "tier" in fields:
+            raise c.error(
+                f"{key}.tier", "an embedding model has no tier: it serves /v1/embeddings only"
+            )
         models[name] = ModelConfig(name=name, deployments=deployments, price=price, **fields)
 
     cooperations: dict[str, CooperationConfig] = {}
@@ -1131,11 +1156,24 @@ def _build(
                     f"models.{name}.fallbacks",
                     f"no model {fallback!r}{did_you_mean(fallback, list(models))}",
                 )
+            if models[fallback].kind != model.kind:
+                raise c.error(
+                    f"models.{name}.fallbacks",
+                    f"{fallback!r} is a {models[fallback].kind} model and {name!r} "
+                    f"a {model.kind} model: a fallback must be of the same kind",
+                )
+    for name, coop in cooperations.items():
+        for model_name in [*coop.models, *(s["model"] for s in coop.stages)]:
+            if models[model_name].kind == "embedding":
+                raise c.error(
+                    f"cooperations.{name}",
+                    f"{model_name!r} is an embedding model; cooperations use chat models",
+                )
 
     routing = RoutingConfig(
         **_fields(c, c.table(data.get("routing", {}), "routing"), "routing", _ROUTING_KEYS)
     )
-    targets = {*models, *cooperations}
+    targets = {*(m for m in models if models[m].kind == "chat"), *cooperations}
     for tier in TIERS:
         target = routing.target_for(tier)
         if target is not None and target not in targets:

@@ -28,6 +28,7 @@ import sniffio
 
 from ._balancing import pick_deployment
 from ._config import EndpointConfig, ModelConfig, ResilienceConfig, SystemConfig
+from ._embeddings import EmbeddingRequest, EmbeddingResponse, EmbeddingResult, token_count
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -38,8 +39,10 @@ from ._errors import (
     RateLimitError,
     UnknownModelError,
     UpstreamError,
+    UpstreamProtocolError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
+    ValidationError,
 )
 from ._health import DeploymentState, KeyPool, KeyState
 from ._http import HTTPClient, Timeouts, open_http_client
@@ -704,6 +707,85 @@ class OpenAIEngine:
             attempts=attempts,
             errors=[str(e) for e in errors],
         )
+
+    async def embed(
+        self, request: EmbeddingRequest, *, deadline: float | None = None
+    ) -> EmbeddingResult:
+        """Embed ``request``'s inputs on an embedding model, with the same failover,
+        balancing, key rotation and cost as :meth:`chat`."""
+        request.check()
+        name = request.model
+        model = self._model(name)
+        if model.config.kind != "embedding":
+            raise ValidationError(
+                f"{name!r} is a chat model; name an embedding model "
+                f"({', '.join(self.embedding_models()) or 'none configured'})",
+                field="model",
+            )
+        items = request.inputs()
+        counts = [token_count(item) for item in items]
+        window = model.config.context_window
+        if window:
+            for i, count in enumerate(counts):
+                if count > window:
+                    raise ValidationError(
+                        f"input of ~{count} tokens is too long for {name!r} "
+                        f"(at most {window} tokens per input)",
+                        field="input" if len(items) == 1 else f"input[{i}]",
+                    )
+        if request.dimensions is None and model.config.dimensions is not None:
+            request = attrs.evolve(request, dimensions=model.config.dimensions)
+        started_all = time.perf_counter()
+
+        async def runner(
+            deployment: DeploymentState, call: ProviderCall, seconds: float
+        ) -> EmbeddingResponse:
+            async with self._deadline(seconds):
+                return await deployment.provider.embed(request, call)  # type: ignore[no-any-return]
+
+        try:
+            response, used, attempts, errors = await self._run(name, runner, deadline)
+        except CoopError as exc:
+            self.metrics.record(
+                name,
+                ok=False,
+                latency=time.perf_counter() - started_all,
+                error_type=type(exc).__name__,
+            )
+            raise
+        if len(response.vectors) != len(items):
+            raise UpstreamProtocolError(
+                f"asked for {len(items)} embeddings, got {len(response.vectors)}",
+                deployment=used.id,
+            )
+        latency = time.perf_counter() - started_all
+        estimated = response.prompt_tokens is None
+        tokens = sum(counts) if estimated else int(response.prompt_tokens or 0)
+        model_state = self.models[used.model]
+        cost = cost_usd(tokens, 0, model_state.price_input, model_state.price_output)
+        self.metrics.record(used.model, ok=True, latency=latency, prompt_tokens=tokens, cost=cost)
+        return EmbeddingResult(
+            vectors=response.vectors,
+            model=used.model,
+            deployment=used.id,
+            provider=type(used.provider).name,
+            prompt_tokens=tokens,
+            cost=cost,
+            latency=latency,
+            attempts=attempts,
+            errors=[str(e) for e in errors],
+            estimated=estimated,
+        )
+
+    async def embeddings(
+        self, model: str, inputs: str | list[str], *, dimensions: int | None = None
+    ) -> EmbeddingResult:
+        """``embed`` for the common case: ``(await engine.embeddings(m, ["a", "b"])).vectors``."""
+        return await self.embed(EmbeddingRequest(model=model, input=inputs, dimensions=dimensions))
+
+    def embedding_models(self) -> list[str]:
+        """The configured embedding models."""
+        return sorted(n for n, m in self.config.models.items() if m.kind == "embedding")
 
     async def stream_chat(
         self,

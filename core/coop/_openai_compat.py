@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ._embeddings import EmbeddingRequest, EmbeddingResponse, decode_embedding
 from ._errors import ValidationError
 from ._providers import Provider, ProviderCall
 from ._upstream import error_from_payload
@@ -167,6 +168,35 @@ class OpenAICompatibleProvider(Provider):
                 )
         finally:
             await response.aclose()
+
+    async def embed(self, request: EmbeddingRequest, call: ProviderCall) -> EmbeddingResponse:
+        """``POST {base_url}/embeddings``; vectors always asked for as floats upstream
+        (the gateway encodes base64 for its own client)."""
+        body: dict[str, Any] = {"model": call.model, "input": request.input}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        if request.user is not None:
+            body["user"] = request.user
+        body["encoding_format"] = "float"
+        response = await self.send_json("POST", "/embeddings", call, body)
+        data = await self.read_json(response, call)
+        try:
+            items = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
+            vectors = [decode_embedding(item["embedding"]) for item in items]
+            usage = data.get("usage") or {}
+            tokens = usage.get("prompt_tokens")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self.protocol_error(
+                "upstream response is not an embedding list",
+                call,
+                response.status,
+                str(data)[:500],
+            ) from None
+        return EmbeddingResponse(
+            vectors=vectors,
+            model=str(data.get("model") or call.model),
+            prompt_tokens=tokens if isinstance(tokens, int) else None,
+        )
 
     async def list_models(self, call: ProviderCall) -> list[str]:
         response = await self.send_json("GET", "/models", call)

@@ -20,6 +20,7 @@ from ._sse import SSEEvent, aiter_sse
 from ._upstream import error_from_payload, error_from_response
 
 if TYPE_CHECKING:
+    from ._embeddings import EmbeddingRequest, EmbeddingResponse
     from ._wire import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = ["ModelInfo", "Preset", "Provider", "ProviderCall"]
@@ -95,6 +96,20 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def stream(self, request: ChatRequest, call: ProviderCall) -> AsyncIterator[ChatChunk]:
         """Send one streaming chat request; yield OpenAI-shaped chunks as they arrive."""
+
+    async def embed(self, request: EmbeddingRequest, call: ProviderCall) -> EmbeddingResponse:
+        """Embed ``request``'s inputs on ``call.model``: one vector per input, in order.
+
+        Providers that serve embedding models override this; the default refuses.
+        """
+        from ._errors import BadRequestError
+
+        raise BadRequestError(
+            f"provider {self.name} does not serve embeddings",
+            status=400,
+            provider=self.name,
+            deployment=self.deployment_label(call),
+        )
 
     # -- plumbing shared by HTTP providers -------------------------------------------
 

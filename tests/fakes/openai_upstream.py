@@ -7,6 +7,9 @@ production.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import struct
 import time
 from collections.abc import Mapping
 from json.encoder import encode_basestring as _quote
@@ -149,7 +152,8 @@ def echo_text(messages: list[Any]) -> str:
 class FakeOpenAI(FakeUpstream):
     """An OpenAI-compatible upstream on loopback; `base_url` ends in `/v1` as SDKs expect.
 
-    Serves `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models[/{id}]`
+    Serves `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
+    `GET /v1/models[/{id}]`
     (also without the `/v1`, as DeepSeek allows).
     """
 
@@ -228,6 +232,8 @@ class FakeOpenAI(FakeUpstream):
             return self._chat(parsed)
         if req.method == "POST" and path == "/completions":
             return self._legacy(parsed)
+        if req.method == "POST" and path == "/embeddings":
+            return self._embeddings(parsed)
         if req.method == "GET" and path == "/models":
             data = [self._model_obj(m) for m in self.models]
             return JsonReply(200, {"object": "list", "data": data})
@@ -237,6 +243,32 @@ class FakeOpenAI(FakeUpstream):
                 return JsonReply(200, self._model_obj(mid))
             return self._model_not_found(mid)
         return self._error(404, f"Invalid URL ({req.method} {req.path})", code=None)
+
+    def _embeddings(self, parsed: Any) -> Reply:
+        """Deterministic vectors (a hash of the model and the input; ``dimensions``, else 8),
+        usage by the fakes' tokenizer (token arrays count their length)."""
+        bad = self._validate(parsed, "input")
+        if bad is not None:
+            return bad
+        items = parsed["input"]
+        if isinstance(items, str) or (items and all(isinstance(t, int) for t in items)):
+            items = [items]
+        size = parsed.get("dimensions") or 8
+        data, tokens = [], 0
+        for i, item in enumerate(items):
+            tokens += len(item) if isinstance(item, list) else count_tokens(item)
+            digest = hashlib.sha256(f"{parsed['model']}:{item!r}".encode()).digest() * (
+                size // 32 + 1
+            )
+            vector = [(b - 127.5) / 127.5 for b in digest[:size]]
+            embedding: Any = vector
+            if parsed.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JsonReply(
+            200, {"object": "list", "data": data, "model": parsed["model"], "usage": usage}
+        )
 
     @staticmethod
     def _model_obj(mid: str) -> dict[str, Any]:

@@ -218,6 +218,8 @@ class GatewayApp:
             ("POST", "/v1/completions"): self.completions,
             ("POST", "/v1/responses"): self.responses,
             ("POST", "/responses"): self.responses,
+            ("POST", "/v1/embeddings"): self.embeddings,
+            ("POST", "/embeddings"): self.embeddings,
             ("POST", "/completions"): self.completions,
             ("GET", "/v1/services"): self.list_services,
             ("GET", "/v1/models"): self.models,
@@ -240,6 +242,7 @@ class GatewayApp:
                 self.chat_completions,
                 self.completions,
                 self.responses,
+                self.embeddings,
                 self.anthropic_messages,
                 self.anthropic_count_tokens,
                 self.route,
@@ -534,6 +537,14 @@ class GatewayApp:
         limits = Limits(max_cost, max_latency, time.monotonic() + self._timeout)
         plan = self.dispatcher.plan(request, limits=limits)
         ctx.model = plan.target
+        model = self.config.models.get(plan.target) if plan.kind == "model" else None
+        if model is not None and model.kind == "embedding":
+            raise HTTPError(
+                400,
+                f"{plan.target!r} is an embedding model: use /v1/embeddings",
+                param="model",
+                code="model_not_supported",
+            )
         return plan
 
     async def chat_completions(
@@ -724,6 +735,14 @@ class GatewayApp:
 
         await serve_responses(self, receive, send, ctx)
 
+    async def embeddings(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        """OpenAI's embeddings API on the embedding models (``_embeddings``)."""
+        from ._embeddings import serve_embeddings
+
+        await serve_embeddings(self, receive, send, ctx)
+
     def model_data(self) -> list[dict[str, Any]]:
         """The model objects ``/v1/models`` lists: ``auto``, the models, the cooperations."""
         created = int(self.started)
@@ -746,6 +765,12 @@ class GatewayApp:
                     "coop": {
                         "kind": "model",
                         "tier": model.tier,
+                        "context_window": model.context_window,
+                    }
+                    if model.kind == "chat"
+                    else {
+                        "kind": "embedding",
+                        "dimensions": model.dimensions,
                         "context_window": model.context_window,
                     },
                 }

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import math
 import operator
 import re
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +26,8 @@ from coop import (
     ChatRequest,
     ChatResponse,
     ContextWindowExceededError,
+    EmbeddingRequest,
+    EmbeddingResponse,
     ModelInfo,
     Preset,
     Provider,
@@ -238,8 +242,33 @@ class SimulatedProvider(Provider):
                 },
             )
 
+    async def embed(self, request: EmbeddingRequest, call: ProviderCall) -> EmbeddingResponse:
+        """Deterministic unit vectors seeded by a hash of the model and each input
+        (``dimensions`` honoured, 256 by default): equal inputs, equal vectors."""
+        items = request.inputs()
+        self._check(call.model, [])
+        await anyio.sleep(float(self._option(call.model, "latency", 0.0)))
+        size = request.dimensions or int(self._option(call.model, "dimensions", 256))
+        vectors = [_unit_vector(f"{call.model}\0{item!r}", size) for item in items]
+        tokens = sum(len(i) if isinstance(i, list) else max(1, estimate_tokens(i)) for i in items)
+        return EmbeddingResponse(vectors=vectors, model=call.model, prompt_tokens=tokens)
+
     async def list_models(self, call: ProviderCall) -> list[str]:
         return [m.id for m in PRESET.models]
+
+
+def _unit_vector(seed: str, size: int) -> list[float]:
+    """``size`` floats from blake2b in counter mode, scaled to length 1 (float32-exact)."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < size:
+        block = hashlib.blake2b(f"{counter}:{seed}".encode(), digest_size=64).digest()
+        values.extend(v / 2**31 for v in struct.unpack("<16i", block))
+        counter += 1
+    del values[size:]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    packed = struct.pack(f"<{size}f", *(v / norm for v in values))
+    return list(struct.unpack(f"<{size}f", packed))
 
 
 @hookimpl
