@@ -897,8 +897,8 @@ def test_health_ready_status_and_metrics(gw: Gateway) -> None:
         "coop_uptime_seconds",
         "coop_in_flight_requests",
         'coop_requests_total{model="m"}',
-        'coop_tokens_total{model="m",direction="prompt"}',
-        'coop_deployment_healthy{model="m",deployment="fake/gpt-4o-mini"} 1',
+        'coop_tokens_total{direction="prompt",model="m"}',
+        'coop_deployment_healthy{deployment="fake/gpt-4o-mini",model="m"} 1',
     ):
         assert series in text
     sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+$')

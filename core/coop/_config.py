@@ -116,6 +116,8 @@ class ServerConfig:
     max_fanout: int = 16
     #: Host names an open (keyless) gateway answers besides localhost, 127.0.0.1 and [::1].
     allowed_hosts: list[str] = attrs.field(factory=list)
+    #: Record request metrics for /metrics and /status (off: nothing is counted).
+    metrics: bool = True
 
     def resolved_api_keys(self) -> list[str]:
         return [resolve_secret(k, key="server.api_keys") for k in self.api_keys]
@@ -908,6 +910,7 @@ _SERVER_KEYS = {
     "body_timeout": _positive,
     "max_fanout": _pos_int,
     "allowed_hosts": _str_list,
+    "metrics": _bool,
 }
 _ENDPOINT_KEYS = {
     "provider": _str,

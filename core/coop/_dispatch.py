@@ -168,6 +168,7 @@ class Dispatcher:
         if name == "auto":
             used = honourable_parameters(request)
             decision = self.route(request, limits=limits, needs=used)
+            self.engine.metrics.record_route(decision.tier, decision.target)
             if decision.target_kind == "cooperation":
                 return self._cooperation_plan(
                     request, self.config.cooperations[decision.target], limits, decision
@@ -265,6 +266,7 @@ class Dispatcher:
     ) -> DispatchResult:
         """Run a plan to its whole answer."""
         started = time.perf_counter()
+        self.engine.metrics.record_plan(plan.kind, plan.target)
         if plan.kind == "cooperation":
             return await self._run_cooperation(plan, started, on_progress)
         if plan.kind == "cascade":
@@ -302,11 +304,21 @@ class Dispatcher:
         on_progress: Callable[[str, dict[str, Any]], None] | None,
     ) -> DispatchResult:
         assert plan.cooperation is not None
-        result = await self.scheduler.run(
-            plan.cooperation,
-            plan.request,
-            on_progress=on_progress,
-            deadline=plan.limits.deadline,
+        cooperation = plan.cooperation
+        try:
+            result = await self.scheduler.run(
+                cooperation,
+                plan.request,
+                on_progress=on_progress,
+                deadline=plan.limits.deadline,
+            )
+        except Exception as exc:
+            self.engine.metrics.record_cooperation(
+                plan.target, cooperation.mode, cooperation.strategy or "", type(exc).__name__
+            )
+            raise
+        self.engine.metrics.record_cooperation(
+            plan.target, cooperation.mode, cooperation.strategy or "", "ok"
         )
         usage = from_wire(
             Usage,
@@ -375,6 +387,7 @@ class Dispatcher:
     ) -> AsyncIterator[ChatChunk | Progress]:
         """Chunks of the answer; a cooperation sends :class:`Progress` notes, then its answer."""
         if plan.kind == "model":
+            self.engine.metrics.record_plan(plan.kind, plan.target)
             async for chunk in self.engine.stream_chat(
                 plan.request,
                 model=plan.target,

@@ -46,7 +46,7 @@ from ._errors import (
 )
 from ._health import DeploymentState, KeyPool, KeyState
 from ._http import HTTPClient, Timeouts, open_http_client
-from ._metrics import Metrics
+from ._metrics import Metrics, key_alias
 from ._plugins import Plugins, load_plugins
 from ._providers import Provider, ProviderCall
 from ._usage import cost_usd, estimate_messages_tokens, estimate_tokens
@@ -242,7 +242,10 @@ class OpenAIEngine:
         self.config = config if config is not None else SystemConfig()
         self.plugins = plugins
         self._retry = retry or RetryPolicy.from_config(self.config.resilience)
-        self.metrics = Metrics()
+        self.metrics = Metrics(enabled=self.config.server.metrics)
+        #: The alias (``key0``...) of the key of the last call ``_run`` returned; read
+        #: right after ``await self._run(...)``, before anything else can run.
+        self._key_used = "none"
         self.http: HTTPClient | None = None
         self.providers: dict[str, Provider] = {}
         self.models: dict[str, _Model] = {}
@@ -593,6 +596,10 @@ class OpenAIEngine:
                     latency = time.perf_counter() - started
                     exc.deployment = exc.deployment or deployment.id
                     deployment.record_failure(exc, latency)
+                    self.metrics.record_attempt(
+                        deployment.model, deployment.id, deployment.endpoint,
+                        key_alias(None if key is None else key.index), type(exc).__name__,
+                    )  # fmt: skip
                     errors.append(exc)
                     if isinstance(exc, AuthenticationError):
                         await self._judge_key(deployment, pool, key, exc, deadline)
@@ -617,11 +624,19 @@ class OpenAIEngine:
                     )
                     if limit >= timeouts.total:
                         deployment.record_failure(error, latency)
+                    self.metrics.record_attempt(
+                        deployment.model, deployment.id, deployment.endpoint,
+                        key_alias(None if key is None else key.index), "UpstreamTimeoutError",
+                    )  # fmt: skip
                     errors.append(error)
                     continue
                 finally:
                     deployment.end(probe)
                 deployment.record_success(time.perf_counter() - started)
+                self._key_used = alias = key_alias(None if key is None else key.index)
+                self.metrics.record_attempt(
+                    deployment.model, deployment.id, deployment.endpoint, alias, "ok"
+                )
                 return result, deployment, attempt, errors
             if time.monotonic() >= deadline:
                 break
@@ -677,6 +692,7 @@ class OpenAIEngine:
                 error_type=type(exc).__name__,
             )
             raise
+        key = self._key_used
         latency = time.perf_counter() - started_all
         usage = _usage_of(
             request, response.text, response.usage if isinstance(response.usage, Usage) else None
@@ -695,6 +711,9 @@ class OpenAIEngine:
             prompt_tokens=usage.prompt_tokens or 0,
             completion_tokens=usage.completion_tokens or 0,
             cost=cost,
+            deployment=used.id,
+            endpoint=used.endpoint,
+            key=key,
         )
         return ChatResult(
             response=response,
@@ -819,6 +838,7 @@ class OpenAIEngine:
 
         try:
             (iterator, first), used, _attempts, _errors = await self._run(name, runner, deadline)
+            key, ttft = self._key_used, time.perf_counter() - started_all
         except StopAsyncIteration:
             raise UpstreamError("upstream stream was empty") from None
         except CoopError as exc:
@@ -889,6 +909,10 @@ class OpenAIEngine:
                 completion_tokens=final.completion_tokens or 0,
                 cost=cost,
                 error_type=error_type,
+                deployment=used.id,
+                endpoint=used.endpoint,
+                key=key,
+                ttft=ttft,
             )
 
     async def inference(self, request: InferenceRequest) -> InferenceResponse:

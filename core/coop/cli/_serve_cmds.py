@@ -175,4 +175,53 @@ def status(
             rows,
         )
     )
+    _print_metrics(data)
     return 0
+
+
+def _print_metrics(data: dict[str, Any]) -> None:
+    """``coop status``'s per model figures, routing, cooperations and resources (what
+    ``/metrics`` exports, as tables; a gateway of another version may lack some)."""
+    metrics = data.get("metrics") or {}
+    rows = [
+        [
+            model,
+            m.get("requests"),
+            m.get("errors"),
+            m.get("success_rate"),
+            m.get("latency_p50_ms"),
+            m.get("latency_p95_ms"),
+            m.get("latency_p99_ms"),
+            m.get("ttft_p50_ms"),
+            m.get("prompt_tokens"),
+            m.get("completion_tokens"),
+            m.get("cost_usd"),
+        ]
+        for model, m in (metrics.get("models") or {}).items()
+    ]
+    if rows:
+        print()
+        print(
+            table(
+                ["model", "requests", "errors", "success", "p50 ms", "p95 ms", "p99 ms",
+                 "ttft p50 ms", "tokens in", "tokens out", "cost $"],
+                rows,
+            )
+        )  # fmt: skip
+    for title, key in (("routing", "routing_decisions"), ("cooperations", "cooperations")):
+        counts = metrics.get(key) or {}
+        if counts:
+            print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    resources = data.get("resources") or {}
+    process, host = resources.get("process"), resources.get("host")
+    if process and host:
+        print(
+            f"process: cpu {process['cpu_seconds']:.1f}s, "
+            f"rss {process['resident_memory_bytes'] / 2**20:.0f} MiB, "
+            f"{process['open_connections']} connections; "
+            f"host: cpu {host['cpu_percent']:.0f}%, "
+            f"memory {host['memory_used_bytes'] / 2**30:.1f}/"
+            f"{host['memory_total_bytes'] / 2**30:.1f} GiB, "
+            f"network {host['network_sent_bytes'] / 2**20:.0f} MiB out, "
+            f"{host['network_received_bytes'] / 2**20:.0f} MiB in"
+        )

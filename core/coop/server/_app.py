@@ -956,6 +956,8 @@ class GatewayApp:
 
     def status_data(self) -> dict[str, Any]:
         """What ``/status`` shows, every string redacted (``last_error``, URLs...)."""
+        from .._resources import resource_usage
+
         assert self.dispatcher is not None
         engine = self.dispatcher.engine
         return redact_data(
@@ -972,6 +974,7 @@ class GatewayApp:
                 "models": engine.deployment_snapshot(),
                 "cooperations": sorted(self.config.cooperations),
                 "metrics": engine.metrics.snapshot(),
+                "resources": resource_usage(),
             }
         )
 
@@ -993,18 +996,15 @@ class GatewayApp:
     async def metrics(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
-        from ._prometheus import render_metrics
+        from ._prometheus import CONTENT_TYPE, make_registry, render_metrics
 
         assert self.dispatcher is not None
-        body = render_metrics(
-            self.dispatcher.engine, in_flight=self.in_flight, started=self.started
-        )
-        await send_bytes(
-            send,
-            200,
-            body.encode(),
-            [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
-        )
+        if getattr(self, "_registry", None) is None:  # one per app, never the global one
+            self._registry = make_registry(
+                self.dispatcher.engine, in_flight=lambda: self.in_flight, started=self.started
+            )
+        body = render_metrics(self._registry)
+        await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE)])
 
 
 # -- helpers ----------------------------------------------------------------------------

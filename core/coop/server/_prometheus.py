@@ -1,53 +1,249 @@
-"""``GET /metrics`` in Prometheus' text exposition format."""
+"""``GET /metrics`` in Prometheus' text exposition format (prometheus-client).
+
+The request path records into :class:`coop.Metrics`' plain counters and bucket lists;
+:class:`CoopCollector` turns them into metric families only when scraped. Each app
+has its own :class:`~prometheus_client.CollectorRegistry` (never the global one), so
+several gateways, or tests, in one process do not collide.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+from .._metrics import Histogram
+from .._resources import resource_usage
+
+__all__ = ["CONTENT_TYPE", "CoopCollector", "make_registry", "render_metrics"]
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+_DEPLOYMENT = ["model", "deployment", "endpoint", "key"]
 
 
-def render_metrics(engine: Any, *, in_flight: int, started: float) -> str:
-    snap = engine.metrics.snapshot()
-    lines = [
-        "# HELP coop_uptime_seconds Seconds since the gateway started.",
-        "# TYPE coop_uptime_seconds gauge",
-        f"coop_uptime_seconds {time.time() - started:.3f}",
-        "# HELP coop_in_flight_requests Requests being served now.",
-        "# TYPE coop_in_flight_requests gauge",
-        f"coop_in_flight_requests {in_flight}",
-    ]
-    series: list[tuple[str, str, str, list[tuple[str, float]]]] = [
-        ("coop_requests_total", "counter", "Requests per logical model.", []),
-        ("coop_request_errors_total", "counter", "Failed requests per logical model.", []),
-        ("coop_tokens_total", "counter", "Tokens per logical model and direction.", []),
-        ("coop_cost_usd_total", "counter", "Cost in USD per logical model.", []),
-        ("coop_latency_seconds", "gauge", "Recent latency quantiles per logical model.", []),
-    ]
-    for model, m in snap["models"].items():
-        label = f'model="{_esc(model)}"'
-        series[0][3].append((label, m["requests"]))
-        series[1][3].append((label, m["errors"]))
-        series[2][3].append((label + ',direction="prompt"', m["prompt_tokens"]))
-        series[2][3].append((label + ',direction="completion"', m["completion_tokens"]))
-        series[3][3].append((label, m["cost_usd"]))
-        for q, key in (("0.5", "latency_p50_ms"), ("0.99", "latency_p99_ms")):
-            if m[key] is not None:
-                series[4][3].append((label + f',quantile="{q}"', m[key] / 1000))
-    for name, kind, help_text, rows in series:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{{{labels}}} {value:g}" for labels, value in rows)
-    lines.append("# HELP coop_deployment_healthy 1 when the deployment's circuit is not open.")
-    lines.append("# TYPE coop_deployment_healthy gauge")
-    lines.append("# HELP coop_deployment_in_flight Requests in flight per deployment.")
-    lines.append("# TYPE coop_deployment_in_flight gauge")
-    for model, deployments in engine.deployment_snapshot().items():
-        for dep in deployments:
-            labels = f'model="{_esc(model)}",deployment="{_esc(dep["id"])}"'
-            lines.append(f"coop_deployment_healthy{{{labels}}} {1 if dep['healthy'] else 0}")
-            lines.append(f"coop_deployment_in_flight{{{labels}}} {dep['in_flight']}")
-    return "\n".join(lines) + "\n"
+def _histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+    family.add_metric(labels, histogram.cumulative(), histogram.sum)
+
+
+class CoopCollector(Collector):
+    """Reads an engine's :class:`coop.Metrics` (and the process and host) at scrape time."""
+
+    def __init__(self, engine: Any, *, in_flight: Callable[[], int], started: float) -> None:
+        self.engine = engine
+        self.in_flight = in_flight
+        self.started = started
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self.engine.metrics
+        yield GaugeMetricFamily(
+            "coop_uptime_seconds", "Seconds since the gateway started.",
+            value=time.time() - self.started,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "coop_in_flight_requests", "Requests being served now.", value=self.in_flight()
+        )
+        yield from self._models(metrics)
+        yield from self._deployments(metrics)
+        yield from self._dispatch(metrics)
+        yield from self._health()
+        yield from _resources()
+
+    # -- per logical model ---------------------------------------------------------------
+
+    def _models(self, metrics: Any) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "coop_requests", "Requests per logical model.", labels=["model"]
+        )
+        errors = CounterMetricFamily(
+            "coop_request_errors", "Failed requests per logical model and error class.",
+            labels=["model", "error"],
+        )  # fmt: skip
+        tokens = CounterMetricFamily(
+            "coop_tokens", "Tokens per logical model and direction (prompt, completion).",
+            labels=["model", "direction"],
+        )  # fmt: skip
+        cost = CounterMetricFamily(
+            "coop_cost_usd", "Cost in USD per logical model.", labels=["model"]
+        )
+        latency = HistogramMetricFamily(
+            "coop_request_duration_seconds",
+            "Request latency per logical model, failover included.",
+            labels=["model"],
+        )
+        ttft = HistogramMetricFamily(
+            "coop_time_to_first_token_seconds",
+            "Seconds until a stream's first chunk, per logical model.",
+            labels=["model"],
+        )
+        for model, m in sorted(metrics.models.items()):
+            requests.add_metric([model], m.requests)
+            for error, n in sorted(m.errors_by_type.items()):
+                errors.add_metric([model, error], n)
+            tokens.add_metric([model, "prompt"], m.prompt_tokens)
+            tokens.add_metric([model, "completion"], m.completion_tokens)
+            cost.add_metric([model], m.cost)
+            _histogram(latency, [model], m.latency)
+            if m.ttft.count:
+                _histogram(ttft, [model], m.ttft)
+        yield from (requests, errors, tokens, cost, latency, ttft)
+
+    # -- per deployment, endpoint and key alias -----------------------------------------
+
+    def _deployments(self, metrics: Any) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "coop_deployment_requests",
+            "Requests answered (or failed mid-stream) per deployment, endpoint and key alias.",
+            labels=_DEPLOYMENT,
+        )
+        errors = CounterMetricFamily(
+            "coop_deployment_errors",
+            "Requests that failed after their deployment answered, by error class.",
+            labels=[*_DEPLOYMENT, "error"],
+        )
+        tokens = CounterMetricFamily(
+            "coop_deployment_tokens", "Tokens per deployment, key alias and direction.",
+            labels=[*_DEPLOYMENT, "direction"],
+        )  # fmt: skip
+        cost = CounterMetricFamily(
+            "coop_deployment_cost_usd", "Cost in USD per deployment and key alias.",
+            labels=_DEPLOYMENT,
+        )  # fmt: skip
+        latency = HistogramMetricFamily(
+            "coop_deployment_request_duration_seconds",
+            "Request latency per deployment and key alias.",
+            labels=_DEPLOYMENT,
+        )
+        ttft = HistogramMetricFamily(
+            "coop_deployment_time_to_first_token_seconds",
+            "Seconds until a stream's first chunk per deployment and key alias.",
+            labels=_DEPLOYMENT,
+        )
+        calls = CounterMetricFamily(
+            "coop_upstream_calls",
+            "Upstream calls (attempts, retries included) by outcome: ok or the error class.",
+            labels=[*_DEPLOYMENT, "outcome"],
+        )
+        for labels, s in sorted(metrics.series.items()):
+            if not labels[1]:
+                continue  # no deployment answered: counted per model only
+            values = list(labels)
+            requests.add_metric(values, s.requests)
+            for error, n in sorted(s.errors.items()):
+                errors.add_metric([*values, error], n)
+            tokens.add_metric([*values, "prompt"], s.prompt_tokens)
+            tokens.add_metric([*values, "completion"], s.completion_tokens)
+            cost.add_metric(values, s.cost)
+            _histogram(latency, values, s.latency)
+            if s.ttft.count:
+                _histogram(ttft, values, s.ttft)
+        for labels, n in sorted(metrics.attempts.items()):
+            calls.add_metric(list(labels), n)
+        yield from (requests, errors, tokens, cost, latency, ttft, calls)
+
+    # -- the dispatcher ------------------------------------------------------------------
+
+    def _dispatch(self, metrics: Any) -> Iterator[Metric]:
+        plans = CounterMetricFamily(
+            "coop_plans",
+            "Requests planned per route kind (model, cooperation, cascade) and target.",
+            labels=["route", "target"],
+        )
+        routing = CounterMetricFamily(
+            "coop_routing_decisions",
+            'The router\'s decisions for model "auto", by tier and target.',
+            labels=["tier", "target"],
+        )
+        cooperations = CounterMetricFamily(
+            "coop_cooperations",
+            "Cooperation runs by name, mode, strategy and outcome (ok or the error class).",
+            labels=["cooperation", "mode", "strategy", "outcome"],
+        )
+        for labels, n in sorted(metrics.plans.items()):
+            plans.add_metric(list(labels), n)
+        for labels, n in sorted(metrics.routing.items()):
+            routing.add_metric(list(labels), n)
+        for labels, n in sorted(metrics.cooperations.items()):
+            cooperations.add_metric(list(labels), n)
+        yield from (plans, routing, cooperations)
+
+    # -- circuits ------------------------------------------------------------------------
+
+    def _health(self) -> Iterator[Metric]:
+        healthy = GaugeMetricFamily(
+            "coop_deployment_healthy",
+            "1 when the deployment's circuit is not open.",
+            labels=["model", "deployment"],
+        )
+        in_flight = GaugeMetricFamily(
+            "coop_deployment_in_flight",
+            "Requests in flight per deployment.",
+            labels=["model", "deployment"],
+        )
+        for model, deployments in self.engine.deployment_snapshot().items():
+            for dep in deployments:
+                healthy.add_metric([model, dep["id"]], 1 if dep["healthy"] else 0)
+                in_flight.add_metric([model, dep["id"]], dep["in_flight"])
+        yield from (healthy, in_flight)
+
+
+def _resources() -> Iterator[Metric]:
+    usage = resource_usage()
+    process, host = usage["process"], usage["host"]
+    yield CounterMetricFamily(
+        "coop_process_cpu_seconds", "CPU time (user + system) of the gateway process.",
+        value=process["cpu_seconds"],
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "coop_process_resident_memory_bytes", "Resident memory of the gateway process.",
+        value=process["resident_memory_bytes"],
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "coop_process_open_connections", "Open network connections of the gateway process.",
+        value=process["open_connections"],
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "coop_process_threads", "Threads of the gateway process.", value=process["threads"]
+    )
+    yield GaugeMetricFamily(
+        "coop_host_cpu_percent", "Host CPU use since the previous scrape (percent of all cores).",
+        value=host["cpu_percent"],
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "coop_host_cpu_count", "Logical CPUs of the host.", value=host["cpu_count"]
+    )
+    yield GaugeMetricFamily(
+        "coop_host_memory_used_bytes", "Host memory in use.", value=host["memory_used_bytes"]
+    )
+    yield GaugeMetricFamily(
+        "coop_host_memory_total_bytes", "Host memory in all.", value=host["memory_total_bytes"]
+    )
+    network = CounterMetricFamily(
+        "coop_host_network_bytes", "Bytes through the host's network interfaces.",
+        labels=["direction"],
+    )  # fmt: skip
+    network.add_metric(["sent"], host["network_sent_bytes"])
+    network.add_metric(["received"], host["network_received_bytes"])
+    yield network
+
+
+def make_registry(
+    engine: Any, *, in_flight: Callable[[], int], started: float
+) -> CollectorRegistry:
+    """A registry of its own for one app (the global one would collide across apps)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CoopCollector(engine, in_flight=in_flight, started=started))
+    return registry
+
+
+def render_metrics(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
