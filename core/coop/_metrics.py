@@ -63,6 +63,10 @@ class Histogram:
     def quantile(self, q: float) -> float | None:
         return quantile(self.counts, q)
 
+    def add(self, other: Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.sum += other.sum
+
 
 def quantile(counts: list[int], q: float) -> float | None:
     """Estimate of the ``q`` quantile from bucket counts (linear inside the bucket,
@@ -130,6 +134,16 @@ class ModelMetrics:
     ttft: Histogram = attrs.field(factory=Histogram)
     errors_by_type: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
+    def add(self, series: Series) -> None:
+        self.requests += series.requests
+        self.errors += sum(series.errors.values())
+        self.errors_by_type.update(series.errors)
+        self.prompt_tokens += series.prompt_tokens
+        self.completion_tokens += series.completion_tokens
+        self.cost += series.cost
+        self.latency.add(series.latency)
+        self.ttft.add(series.ttft)
+
     def snapshot(self) -> dict[str, Any]:
         def ms(value: float | None) -> float | None:
             return None if value is None else round(value * 1000, 2)
@@ -169,8 +183,9 @@ class Metrics:
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.started = time.time()
-        self.total = ModelMetrics()
-        self.models: dict[str, ModelMetrics] = collections.defaultdict(ModelMetrics)
+        #: model → latencies of its recent requests (for exact recent percentiles).
+        self._recent: dict[str, collections.deque[float]] = {}
+        self._recent_all: collections.deque[float] = collections.deque(maxlen=2048)
         #: (model, deployment, endpoint, key alias) → figures of the requests it answered
         #: (or, for a request no deployment answered, ("model", "", "", "")).
         self.series: dict[tuple[str, str, str, str], Series] = {}
@@ -220,18 +235,31 @@ class Metrics:
         if not ok:
             error = error_type or "error"
             series.errors[error] = series.errors.get(error, 0) + 1
-        for bucket in (self.total, self.models[model]):
-            bucket.requests += 1
-            bucket.latency.observe(latency)
-            bucket.latencies.append(latency)
-            if ttft is not None:
-                bucket.ttft.observe(ttft)
-            bucket.prompt_tokens += prompt_tokens
-            bucket.completion_tokens += completion_tokens
-            bucket.cost += cost
-            if not ok:
-                bucket.errors += 1
-                bucket.errors_by_type[error_type or "error"] += 1
+        recent = self._recent.get(model)
+        if recent is None:
+            recent = self._recent[model] = collections.deque(maxlen=2048)
+        recent.append(latency)
+        self._recent_all.append(latency)
+
+    # -- per model and overall, summed from the series when read -------------------------
+
+    @property
+    def models(self) -> dict[str, ModelMetrics]:
+        """Per logical model figures (built when read, never on the request path)."""
+        out: dict[str, ModelMetrics] = {}
+        for labels, series in self.series.items():
+            model = out.get(labels[0])
+            if model is None:
+                model = out[labels[0]] = ModelMetrics(latencies=self._recent[labels[0]])
+            model.add(series)
+        return out
+
+    @property
+    def total(self) -> ModelMetrics:
+        total = ModelMetrics(latencies=self._recent_all)
+        for series in self.series.values():
+            total.add(series)
+        return total
 
     def record_attempt(
         self, model: str, deployment: str, endpoint: str, key: str, outcome: str
