@@ -24,7 +24,7 @@ from ._errors import (
     ValidationError,
     did_you_mean,
 )
-from ._plan import Limits
+from ._plan import Limits, Plan
 from ._usage import estimate_messages_tokens
 from ._wire import parse_chat_request
 
@@ -234,6 +234,10 @@ class ServiceContext:
                     f"a request of ~{needed} tokens does not fit {plan.target}'s context "
                     f"window of {window}; split the input first (ServiceContext.fits)"
                 )
+        return await self._run(plan)
+
+    async def _run(self, plan: Plan) -> Completion:
+        """Run ``plan`` and record what it cost."""
         started = time.perf_counter()
         result = await self.dispatcher.run(plan)
         completion = Completion(
@@ -265,19 +269,7 @@ class ServiceContext:
             {"model": cooperation.name or "cooperation", "messages": list(messages)}
         )
         plan = self.dispatcher.plan_cooperation(request, cooperation, limits=self.limits)
-        started = time.perf_counter()
-        result = await self.dispatcher.run(plan)
-        completion = Completion(
-            text=result.text,
-            model=result.model,
-            prompt_tokens=result.usage.prompt_tokens or 0,
-            completion_tokens=result.usage.completion_tokens or 0,
-            cost=result.cost,
-            latency=time.perf_counter() - started,
-            result=result,
-        )
-        self.calls.append(completion)
-        return completion
+        return await self._run(plan)
 
 
 class Service(abc.ABC):
