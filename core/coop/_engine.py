@@ -665,6 +665,12 @@ class OpenAIEngine:
 
     # -- public calls -----------------------------------------------------------
 
+    def _record_failure(self, name: str, started: float, exc: BaseException) -> None:
+        """Count a request on ``name`` that failed after every attempt."""
+        self.metrics.record(
+            name, ok=False, latency=time.perf_counter() - started, error_type=type(exc).__name__
+        )
+
     async def chat(
         self, request: ChatRequest, *, model: str | None = None, deadline: float | None = None
     ) -> ChatResult:
@@ -685,12 +691,7 @@ class OpenAIEngine:
         try:
             response, used, attempts, errors = await self._run(name, runner, deadline)
         except CoopError as exc:
-            self.metrics.record(
-                name,
-                ok=False,
-                latency=time.perf_counter() - started_all,
-                error_type=type(exc).__name__,
-            )
+            self._record_failure(name, started_all, exc)
             raise
         key = self._key_used
         latency = time.perf_counter() - started_all
@@ -765,12 +766,7 @@ class OpenAIEngine:
         try:
             response, used, attempts, errors = await self._run(name, runner, deadline)
         except CoopError as exc:
-            self.metrics.record(
-                name,
-                ok=False,
-                latency=time.perf_counter() - started_all,
-                error_type=type(exc).__name__,
-            )
+            self._record_failure(name, started_all, exc)
             raise
         if len(response.vectors) != len(items):
             raise UpstreamProtocolError(
@@ -842,12 +838,7 @@ class OpenAIEngine:
         except StopAsyncIteration:
             raise UpstreamError("upstream stream was empty") from None
         except CoopError as exc:
-            self.metrics.record(
-                name,
-                ok=False,
-                latency=time.perf_counter() - started_all,
-                error_type=type(exc).__name__,
-            )
+            self._record_failure(name, started_all, exc)
             raise
         if on_start is not None:
             on_start(used.id, used.model)
