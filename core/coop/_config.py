@@ -35,6 +35,7 @@ __all__ = [
     "ResilienceConfig",
     "RoutingConfig",
     "ServerConfig",
+    "StateConfig",
     "SystemConfig",
     "default_config_path",
     "find_config",
@@ -304,6 +305,32 @@ class MonitoringConfig:
     alerts: list[AlertRule] = attrs.field(factory=list)
 
 
+STATE_BACKENDS = ("sqlite", "memory", "redis")
+
+
+@attrs.define
+class StateConfig:
+    """``[state]``: where managed keys, limits, spend and shared health live (coop._state)."""
+
+    #: sqlite (the embedded default: a file beside coop.toml), memory (this process only)
+    #: or redis (shared by every worker and replica).
+    backend: str = "sqlite"
+    #: The SQLite file; relative paths are relative to coop.toml. Default: beside it,
+    #: ``coop-state.sqlite3`` (or in the user data directory when there is no coop.toml).
+    path: str | None = None
+    #: ``redis://[:password@]host:port/db`` (``rediss://`` for TLS); ``env:NAME`` allowed.
+    url: str | None = None
+    #: Prefix of every Redis key and channel, so several gateways can share one Redis.
+    prefix: str = "coop:"
+    #: Seconds between re-syncs of the local copy (keys, revocations) with the backend.
+    sync_interval: float = 0.5
+    #: Seconds an exact-match response is served from the cache (0: no cache).
+    cache_ttl: float = 0.0
+
+    def resolved_url(self) -> str | None:
+        return None if self.url is None else resolve_secret(self.url, key="state.url")
+
+
 @attrs.define
 class PluginsConfig:
     disabled: list[str] = attrs.field(factory=list)
@@ -322,6 +349,7 @@ class SystemConfig:
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
     resilience: ResilienceConfig = attrs.field(factory=ResilienceConfig)
     monitoring: MonitoringConfig = attrs.field(factory=MonitoringConfig)
+    state: StateConfig = attrs.field(factory=StateConfig)
     log_level: str = "INFO"
     balancing: str = "least-inflight"
     #: True when no file and no keys were found: the embedded simulated setup.
@@ -987,6 +1015,14 @@ _MONITORING_KEYS = {
     "webhook_queue": _pos_int,
     "alerts": None,
 }
+_STATE_KEYS = {
+    "backend": _choice(STATE_BACKENDS),
+    "path": _str,
+    "url": _str,
+    "prefix": _str,
+    "sync_interval": _positive,
+    "cache_ttl": _nonneg,
+}
 _ALERT_KEYS = {
     "name": _str,
     "metric": _choice(ALERT_METRICS),
@@ -1005,6 +1041,7 @@ _TOP_KEYS = {
     "plugins": None,
     "resilience": None,
     "monitoring": None,
+    "state": None,
     "log_level": _choice(LOG_LEVELS, upper=True),
     "balancing": _choice(BALANCING),
 }
@@ -1211,6 +1248,9 @@ def _build(
     plugins = PluginsConfig(**_fields(c, plugins_table, "plugins", {"disabled": _str_list}))
 
     monitoring = _monitoring(c, data, models)
+    state = StateConfig(**_fields(c, c.table(data.get("state", {}), "state"), "state", _STATE_KEYS))
+    if state.backend == "redis" and not state.url:
+        raise c.error("state.url", 'backend = "redis" needs url = "redis://host:6379/0"')
 
     return SystemConfig(
         source=source,
@@ -1222,6 +1262,7 @@ def _build(
         plugins=plugins,
         resilience=resilience,
         monitoring=monitoring,
+        state=state,
         **top,
     )
 
