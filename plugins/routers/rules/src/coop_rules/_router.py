@@ -41,6 +41,9 @@ BODY_CAP = 4.0
 #: Characters of a long text scanned for keywords: its head and its tail.
 SCAN_HEAD = 600
 SCAN_TAIL = 300
+#: Evidence of a function stub with a docstring, and what is left of maths next to one.
+STUB_WEIGHT = 12.0
+STUB_MATH_DAMPING = 0.25
 #: Weight of every question word after the strongest one.
 QA_STACK = 0.35
 #: Order used to break exact ties (the more specific task first).
@@ -61,6 +64,11 @@ PRIORITY = (
 )
 
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+#: A Chinese question for a quantity: "几分之几", "多少盆", "几条船" (a measure word after it).
+_ZH_QUANTITY_QUESTION = re.compile(
+    r"几分之几|百分之几|(?:多少|几)[个只本元角岁天人次倍块条张辆名位瓶件支双盒台页斤米克分秒周年月"
+    r"盆把吨组船棵朵枝箱袋筐包桶杯碗头匹座间层套份行排场道颗粒根盏架]"
+)
 _ZH_NUMBER_WORDS = re.compile(
     r"[二两三四五六七八九十百千万半][个只本元岁天人次倍块条张辆名位瓶件支双盒台页斤米克小分周年月]"
 )
@@ -75,6 +83,16 @@ _CODE_SYNTAX = re.compile(
     r"</?(?:div|html|body|script|p|span|button)[ >]|_[a-z]\w*\s*\(",
     re.MULTILINE,
 )
+#: A function signature (Python, JS/TS, Go, Java/C#/Kotlin/Swift...) at the start of a line.
+_SIGNATURE = re.compile(
+    r"^[ \t]*(?:(?:async\s+)?def\s+\w+\s*\(|(?:export\s+)?(?:async\s+)?function\s*\*?\s*\w+\s*\(|"
+    r"func\s+(?:\([^)]*\)\s*)?\w+\s*\(|fun\s+\w+\s*\(|"
+    r"(?:public|private|protected|static|internal)\b[^\n(=;]{0,80}?\w+\s*\(|"
+    r"(?:const|let|var)\s+\w+\s*=\s*(?:async\s*)?\([^)\n]*\)\s*=>)",
+    re.MULTILINE,
+)
+#: What documents a stub: a docstring, a doc comment, a comment line or a doctest.
+_DOC_MARK = re.compile(r"\"\"\"|\'\'\'|/\*\*|^[ \t]*(?://|#(?!include))|>>>", re.MULTILINE)
 _CODE_ACTION_EN = re.compile(
     r"\b(?:write|implement|develop|create|build|code|fix|debug|refactor|optimi[sz]e|complete|"
     r"modify)\b[^.?!\n]{0,50}?\b(?:function|program|script|code|class|method|algorithm|query|"
@@ -165,6 +183,8 @@ class Evidence:
     #: Aspects the request names to cover ("从政策、市场和技术三方面", "cost, speed and risk").
     dimensions: int = 0
     injection: bool = False
+    #: A function signature with a docstring or doc comment: a stub to complete.
+    stub: bool = False
     language: str = "en"
     conversation: Conversation = field(default_factory=Conversation)
 
@@ -344,6 +364,13 @@ def collect_evidence(messages: Any) -> Evidence:
     ev.constraints = len(set(marks.get("_constraint", ())))
     ev.dimensions = _dimensions(main, lower)
 
+    if ev.language != "en" and (ev.numbers or ev.number_words):
+        # Word problems end with their question; a count asked mid-text is material.
+        asked = _ZH_QUANTITY_QUESTION.search(main, max(0, len(main.rstrip()) - 60))
+        if asked:
+            anchors["quantity"] = anchors.get("quantity", 0.0) + 5.0
+            scores["quantity"] = scores.get("quantity", 0.0) + 5.0
+            ev.hits.setdefault("quantity", []).insert(0, asked.group())
     # Math: domain words ("equation", "概率") always count; quantity cues ("how
     # many", "多少元", units) only next to numbers, and then the numbers count too.
     domain = scores.pop("math", 0.0)
@@ -372,6 +399,13 @@ def collect_evidence(messages: Any) -> Evidence:
     action = action or (_CODE_ACTION_ZH.search(main) if "code" in scores else None)
     if action:
         _bump(ev, "code", 5.0, repr(action.group()[:40]))
+    # A function stub with a docstring ("def f(x):\n    \"\"\"Return ...\"\"\"") asks for the
+    # body: code, however much arithmetic its description and doctests hold.
+    if _SIGNATURE.search(main, 0, 3000) and _DOC_MARK.search(main, 0, 3000):
+        ev.stub = True
+        _bump(ev, "code", STUB_WEIGHT, "function stub with docstring")
+        if "math" in scores:
+            scores["math"] *= STUB_MATH_DAMPING
     if ev.formulas and ev.code_syntax:  # "a + b" inside code is code, not algebra
         scores["math"] = scores.get("math", 0.0) - 2.5 * min(ev.formulas, 3)
 
