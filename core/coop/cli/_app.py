@@ -56,6 +56,7 @@ def _command_modules() -> list:
         "_cooperate_cmds",
         "_service_cmds",
         "_alerts_cmds",
+        "_plugin_cmds",
     ):
         try:
             found.append(importlib.import_module(f"coop.cli.{name}"))
