@@ -257,6 +257,8 @@ class OpenAIEngine:
         self._plans: dict[str, tuple[list[_Model], float]] = {}
         self._timeouts_cache: dict[str, Timeouts] = {}
         self._deadline: Callable[[float], AbstractAsyncContextManager[Any]] = _FailAfter
+        #: The shared state (coop._state.StateBackend) when a server opened one, else None.
+        self.state: Any = None
 
     @property
     def retry(self) -> RetryPolicy:

@@ -24,6 +24,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
@@ -42,6 +43,8 @@ __all__ = [
     "StateUnavailableError",
     "hash_key",
     "new_key",
+    "open_state",
+    "state_path",
 ]
 
 #: Printed prefix of every managed key: a leaked key is recognisable (and greppable) as coop's.
@@ -298,3 +301,50 @@ class MemoryState(StateBackend):
             del self._objects[(namespace, key)]
             return None
         return dict(value)
+
+
+#: The SQLite file's name when ``[state] path`` is not set.
+DEFAULT_SQLITE_NAME = "coop-state.sqlite3"
+
+#: Config sources that stand for "no coop.toml, but a real user": the state goes to the
+#: user data directory. Any other source without a file (``SystemConfig.from_dict``:
+#: tests, embedding) gets a :class:`MemoryState` unless ``[state] path`` names a file.
+_USER_SOURCES = ("(environment)", "(embedded default)")
+
+
+def state_path(config: Any) -> Path | None:
+    """Where the SQLite backend of ``config`` keeps its file (``None``: in memory)."""
+    from ._config import user_data_dir
+
+    state = config.state
+    base = config.path.parent if config.path is not None else None
+    if state.path:
+        path = Path(state.path).expanduser()
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        return path
+    if base is not None:
+        return base / DEFAULT_SQLITE_NAME
+    if config.source in _USER_SOURCES:
+        return user_data_dir() / DEFAULT_SQLITE_NAME
+    return None
+
+
+def open_state(config: Any) -> StateBackend:
+    """The backend ``[state]`` of ``config`` (a :class:`coop.SystemConfig`) names, not yet
+    opened: ``await state.open()`` before use, ``await state.aclose()`` after."""
+    state = config.state
+    if state.backend == "memory":
+        return MemoryState()
+    if state.backend == "sqlite":
+        path = state_path(config)
+        if path is None:
+            return MemoryState()
+        from ._state_sqlite import SQLiteState
+
+        return SQLiteState(path, poll=min(state.sync_interval, 0.25) or 0.25)
+    if state.backend == "redis":
+        from ._state_redis import RedisState
+
+        return RedisState.from_config(state)
+    raise StateError(f"[state] backend = {state.backend!r} is not one of sqlite, memory, redis")

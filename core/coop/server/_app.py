@@ -212,6 +212,8 @@ class GatewayApp:
         self._hosts = _LOOPBACK_NAMES | {h.lower() for h in config.server.allowed_hosts}
         self._asyncio_guard: _AsyncioGuard | None = None
         self.alerts: Any = None  # coop._alerts.AlertManager, made at startup
+        #: The shared state ([state]: coop._state.open_state), opened at startup.
+        self.state: Any = None
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/chat/completions"): self.chat_completions,
@@ -264,7 +266,16 @@ class GatewayApp:
         self.dispatcher = Dispatcher(
             self.config, plugins=self._plugins, health_checks=self._health_checks
         )
-        await self.dispatcher.engine.initialize()
+        from .._state import open_state
+
+        self.state = open_state(self.config)
+        await self.state.open()
+        self.dispatcher.engine.state = self.state
+        try:
+            await self.dispatcher.engine.initialize()
+        except BaseException:
+            await self.state.aclose()
+            raise
         from .._alerts import AlertManager
 
         self.alerts = AlertManager(self.config.monitoring, self.dispatcher.engine)
@@ -272,6 +283,8 @@ class GatewayApp:
     async def shutdown(self) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.engine.shutdown()
+        if self.state is not None:
+            await self.state.aclose()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as tasks:  # the alert evaluator runs here
