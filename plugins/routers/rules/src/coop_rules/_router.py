@@ -365,8 +365,10 @@ def collect_evidence(messages: Any) -> Evidence:
     ev.dimensions = _dimensions(main, lower)
 
     if ev.language != "en" and (ev.numbers or ev.number_words):
-        # Word problems end with their question; a count asked mid-text is material.
-        asked = _ZH_QUANTITY_QUESTION.search(main, max(0, len(main.rstrip()) - 60))
+        # Word problems end with their question; a count asked earlier is material.
+        end = len(main.rstrip(_TRAILING))
+        start = max(main.rfind(mark, 0, end) for mark in "。！？!?\n；;") + 1
+        asked = _ZH_QUANTITY_QUESTION.search(main, max(start, end - 60), end + 1)
         if asked:
             anchors["quantity"] = anchors.get("quantity", 0.0) + 5.0
             scores["quantity"] = scores.get("quantity", 0.0) + 5.0
@@ -401,7 +403,13 @@ def collect_evidence(messages: Any) -> Evidence:
         _bump(ev, "code", 5.0, repr(action.group()[:40]))
     # A function stub with a docstring ("def f(x):\n    \"\"\"Return ...\"\"\"") asks for the
     # body: code, however much arithmetic its description and doctests hold.
-    if _SIGNATURE.search(main, 0, 3000) and _DOC_MARK.search(main, 0, 3000):
+    # (Gated on the code marks already counted, or Go/Kotlin's "func"/"fun", so
+    # prose never pays for the line-anchored scan.)
+    if (
+        (ev.code_syntax or "fun" in main)
+        and _SIGNATURE.search(main, 0, 3000)
+        and _DOC_MARK.search(main, 0, 3000)
+    ):
         ev.stub = True
         _bump(ev, "code", STUB_WEIGHT, "function stub with docstring")
         if "math" in scores:
