@@ -81,11 +81,12 @@ from ._plugins import (
 )
 from ._providers import (
     ModelInfo,
+    NativeReply,
     Preset,
     Provider,
     ProviderCall,
 )
-from ._route_eval import RoutingReport, evaluate_routing
+from ._route_eval import RoutingReport, evaluate_routing, outcome_curve
 from ._route_policy import (
     RoutingPolicy,
 )
@@ -216,6 +217,7 @@ __all__ = [
     "ModelConfig",
     "ModelInfo",
     "ModelOutput",
+    "NativeReply",
     "NoHealthyDeploymentError",
     "OpenAICompatibleProvider",
     "OpenAIEngine",
@@ -282,6 +284,7 @@ __all__ = [
     "load_plugins",
     "normalize_answer",
     "open_http_client",
+    "outcome_curve",
     "parse_chat_request",
     "parse_number",
     "parse_retry_after",

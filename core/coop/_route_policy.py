@@ -90,6 +90,11 @@ class RoutingPolicy:
         configured = routing.overrides.get(analysis.task_type)
         if configured:
             reasons.append(f"override for task type {analysis.task_type!r} → {configured}")
+        elif analysis.target and (
+            analysis.target in self.config.models or analysis.target in self.config.cooperations
+        ):
+            configured = analysis.target
+            reasons.append(f"router {self.router.name} chose {configured}")
         else:
             configured = routing.target_for(analysis.tier)
             if configured:

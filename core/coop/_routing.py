@@ -56,6 +56,10 @@ class Analysis:
     #: Raw signals, for ``--json`` and debugging.
     signals: dict[str, Any] = attrs.field(factory=dict)
     language: str = "en"
+    #: A configured model (or cooperation) the router picked itself, e.g. the weak or the
+    #: strong model of an outcome-trained router; ``None`` lets ``[routing]`` map the tier.
+    #: A per-task-type override still comes first.
+    target: str | None = None
 
 
 @attrs.define

@@ -42,7 +42,16 @@ def build_app() -> App:
     for module in _command_modules():
         module.register(app)
     _plugin_commands(app)
+    _router_train(app)
     return app
+
+
+def _router_train(app: App) -> None:
+    try:
+        from ._route_cmds import register_train
+    except ModuleNotFoundError:
+        return
+    register_train(app)
 
 
 def _command_modules() -> list:
@@ -56,6 +65,7 @@ def _command_modules() -> list:
         "_cooperate_cmds",
         "_service_cmds",
         "_alerts_cmds",
+        "_keys_cmds",
         "_plugin_cmds",
     ):
         try:

@@ -28,6 +28,59 @@ def register(app: App) -> None:
     app.command(eval_app)
 
 
+def register_train(app: App) -> None:
+    """``coop router train FILE --router NAME``: after the plugins' commands, so the
+    classifier's own ``router train`` stays the default and other routers plug in."""
+    if "router" in app:
+        router_app = app["router"]
+    else:
+        router_app = App(name="router", help="Train routers.")
+        app.command(router_app)
+    previous = None
+    if "train" in router_app:
+        previous = router_app["train"].default_command
+        del router_app["train"]
+
+    def train(
+        file: Path,
+        *more: Path,
+        router: str = "classifier",
+        out: Annotated[Path | None, Parameter(name="--out")] = None,
+        cv: int = 0,
+        epochs: int | None = None,
+        quiet: bool = False,
+        common: Common = Common(),  # noqa: B008
+    ) -> int:
+        """Train a router on JSON lines: the classifier on ``task_type`` rows, ``outcome``
+        on rows with ``outcomes``.
+
+        Parameters
+        ----------
+        file
+            Training JSON lines; more files may follow.
+        router
+            The router to train (a router plugin that can be trained).
+        out
+            Where to write the model (default: the router's own choice).
+        cv
+            Also report k-fold cross-validated figures (k = this number, 0 = skip).
+        epochs
+            Training epochs (classifier only).
+        quiet
+            Print only the result line.
+        """
+        config, plugins = load(common, check=False)
+        cls = plugins.get("router", router)
+        trainer = getattr(cls, "train_cli", None)
+        if trainer is None and previous is not None and router == "classifier":
+            return previous(file, *more, out=out, cv=cv, epochs=epochs, quiet=quiet)
+        if trainer is None:
+            raise ConfigError(f"router {router!r} cannot be trained", key="--router")
+        return trainer([file, *more], out=out, cv=cv, quiet=quiet, config=config)
+
+    router_app.command(train, name="train")
+
+
 def _dispatcher(config: SystemConfig, plugins: Plugins, router: str | None) -> Dispatcher:
     """The dispatcher whose plans ``coop route`` shows: the gateway's, or another router's."""
     if router is not None and router != config.routing.router:
@@ -159,23 +212,26 @@ def eval_routing(
     json_: Annotated[bool, Parameter(name="--json")] = False,
     common: Common = Common(),  # noqa: B008
 ) -> int:
-    """Accuracy per task type and tier, a confusion matrix and decision latency.
+    """Accuracy per task type and tier, a confusion matrix and decision latency; on rows
+    with "outcomes", APGR, cpt50, cpt80, accuracy and cost beside a random router.
 
     Parameters
     ----------
     file
-        JSON lines with "prompt" (or "messages") and "task_type" and/or "tier".
+        JSON lines with "prompt" (or "messages") and "task_type" and/or "tier", or "outcomes".
     router
         Router plugin to evaluate (default: [routing] router).
     """
     config, plugins = load(common)
     rows = load_rows(file)
     name = router or config.routing.router
+    prices = {m: (c.price.input, c.price.output) for m, c in config.models.items()}
     report = evaluate_routing(
         plugins.get("router", name)(
             config.routing.options if name == config.routing.router else {}
         ),
         rows,
+        prices=prices,
     )
     if json_:
         emit_json(report.to_dict())
