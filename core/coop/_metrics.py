@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import collections
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -199,6 +200,10 @@ class Metrics:
         #: (name, mode, strategy, outcome) → cooperation runs.
         self.cooperations: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
         self._window: collections.deque[float] = collections.deque(maxlen=10000)
+        #: ``tap(cost, prompt_tokens, completion_tokens)`` for every request recorded, even
+        #: with metrics off: the gateway's managed keys count their spend through it
+        #: (coop._keys.KeyManager.tap); ``None`` while no managed key exists.
+        self.tap: Callable[[float, int, int], None] | None = None
 
     # -- the request path ----------------------------------------------------------------
 
@@ -218,6 +223,8 @@ class Metrics:
         ttft: float | None = None,
     ) -> None:
         """One request to a logical model, answered (or not) after ``latency`` seconds."""
+        if self.tap is not None:
+            self.tap(cost, prompt_tokens, completion_tokens)
         if not self.enabled:
             return
         self._window.append(time.time())

@@ -889,6 +889,8 @@ async def messages(
         if "thinking" in chat:
             _check_thinking(app.config, plan)
         assert app.dispatcher is not None
+        if ctx.admission is not None:
+            await app._admit_tokens(ctx, plan.request)
         ctx.response_headers.append((b"request-id", ctx.request_id.encode()))
         if plan.decision is not None:
             ctx.response_headers.append(_route_header(plan.decision))

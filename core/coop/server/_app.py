@@ -112,6 +112,10 @@ class RequestContext:
     model: str | None = None
     deployment: str | None = None
     response_headers: list[tuple[bytes, bytes]] = attrs.field(factory=list)
+    #: The managed key (coop._state.KeyRecord) the request came with; None for a static one.
+    key: Any = None
+    #: Its admission (coop._keys.Admission): settled once the answer is out.
+    admission: Any = None
 
 
 def _parse_json(body: bytes) -> Any:
@@ -204,6 +208,10 @@ class GatewayApp:
         #: Requests doing model work now (health, status and metrics are not counted).
         self.in_flight = 0
         self._keys: list[bytes] = []
+        #: Managed keys (coop._keys.KeyManager over ``self.state``), made at startup.
+        self.key_manager: Any = None
+        #: Whether requests need a key: [server] api_keys set or any managed key exists.
+        self._auth_on = False
         self._access = config.server.access_log
         self._timeout = config.server.request_timeout
         self._max_header = config.server.max_header_bytes
@@ -239,6 +247,18 @@ class GatewayApp:
         }
         self._paths = {path for _, path in self._routes}
         self._public = frozenset({"/health", "/health/ready", "/dashboard"})
+        #: What a managed key's rpm and budget count (the endpoints that call upstreams).
+        self._limited = frozenset(
+            {
+                self.chat_completions,
+                self.completions,
+                self.responses,
+                self.embeddings,
+                self.anthropic_messages,
+                self.cooperate,
+                self.run_service,
+            }
+        )
         self._counted = frozenset(
             {
                 self.chat_completions,
@@ -279,6 +299,34 @@ class GatewayApp:
         from .._alerts import AlertManager
 
         self.alerts = AlertManager(self.config.monitoring, self.dispatcher.engine)
+        await self._start_keys()
+
+    async def _start_keys(self) -> None:
+        """Managed keys over the shared state: loaded now, kept fresh by ``run`` (lifespan)."""
+        self._auth_on = bool(self._keys)
+        if self.state is None:
+            return
+        from .._keys import KeyManager
+        from .._state import StateError
+
+        assert self.dispatcher is not None
+        metrics = self.dispatcher.engine.metrics
+        manager = KeyManager(
+            self.state,
+            known_models=self.config.served_names(),
+            sync_interval=self.config.state.sync_interval,
+        )
+
+        def on_change(active: bool) -> None:
+            self._auth_on = bool(self._keys) or active
+            metrics.tap = manager.tap if active else None
+
+        manager.on_change = on_change
+        self.key_manager = manager
+        try:
+            await manager.sync()
+        except StateError as exc:
+            log.warning("managed keys not loaded: %s", exc)
 
     async def shutdown(self) -> None:
         if self.dispatcher is not None:
@@ -298,6 +346,8 @@ class GatewayApp:
                         return
                     if self.alerts is not None and self.config.monitoring.alerts:
                         tasks.start_soon(self.alerts.run)
+                    if self.key_manager is not None:
+                        tasks.start_soon(self.key_manager.run)
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await self.shutdown()
@@ -352,12 +402,16 @@ class GatewayApp:
                     code="request_header_fields_too_large",
                     headers=[(b"connection", b"close")],
                 )
-            if not self._keys:
+            if not self._auth_on:
                 self._check_browser(scope, headers)
             if handler is None:
                 self._no_route(scope["method"], path)
-            if self._keys and path not in self._public:
-                self._authenticate(ctx)
+            if self._auth_on and path not in self._public:
+                found = self._authenticate(ctx)
+                if found is not None:  # a managed key: its checks, its limits
+                    await self._admit(ctx, found, handler)
+                    if ctx.admission is not None:
+                        tracking_send = self._settling(tracking_send, ctx)
             if scope["method"] == "POST" and b"content-type" in headers:
                 _check_json_type(headers[b"content-type"])
             await handler(scope, receive, tracking_send, ctx)
@@ -382,7 +436,7 @@ class GatewayApp:
                 log.exception("internal error on %s %s", scope["method"], path)
             if not sent_start:
                 try:
-                    await send_error(tracking_send, error)
+                    await self._send_error(tracking_send, error, path, ctx)
                 except OSError:
                     ctx.status = 499
             else:
@@ -390,6 +444,8 @@ class GatewayApp:
         finally:
             if counted:
                 self.in_flight -= 1
+            if ctx.admission is not None:
+                await self._settle(ctx)
             if self._access != "off":
                 self._log_access(scope, ctx)
 
@@ -447,7 +503,9 @@ class GatewayApp:
                 code="cross_site_request",
             )
 
-    def _authenticate(self, ctx: RequestContext) -> None:
+    def _authenticate(self, ctx: RequestContext) -> Any:
+        """``None`` for a static key ([server] api_keys, compared in constant time); for a
+        managed key its record, or its digest when the local copy does not know it yet."""
         given = None
         auth = ctx.headers.get(b"authorization")
         if auth and auth[:7].lower() == "bearer ":
@@ -465,10 +523,68 @@ class GatewayApp:
         ok = False
         for key in self._keys:  # every key is compared: the time does not say which matched
             ok |= hmac.compare_digest(candidate, key)
-        if not ok:
-            raise HTTPError(
-                401, "invalid API key", type="invalid_request_error", code="invalid_api_key"
+        if ok:
+            return None
+        if self.key_manager is not None and self.key_manager.active:
+            # a managed key: its record from the local copy, or its digest to look up
+            return self.key_manager.lookup(given)  # type: ignore[no-any-return]
+        raise _invalid_key()
+
+    async def _admit(self, ctx: RequestContext, found: Any, handler: Handler) -> None:
+        """A managed key: usable (not revoked or expired), then, on an endpoint that calls
+        upstreams, its budget and rpm (coop._keys.KeyManager.admit)."""
+        manager = self.key_manager
+        record = found if not isinstance(found, str) else await manager.find(found)
+        if record is None:
+            raise _invalid_key()
+        manager.check_usable(record)
+        ctx.key = record
+        if handler in self._limited:
+            ctx.admission = await manager.admit(record)
+
+    async def _admit_tokens(
+        self, ctx: RequestContext, request: Any = None, tokens: int = 0
+    ) -> None:
+        """A managed key's tpm: the request's estimated tokens, counted before it runs."""
+        if ctx.admission is not None:
+            await self.key_manager.admit_tokens(ctx.admission, request, tokens=tokens)
+
+    def _settling(self, send: Send, ctx: RequestContext) -> Send:
+        """``send`` that records the key's usage just before the answer's last byte, so
+        the client's next request already sees this one's spend."""
+
+        async def settling_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await self._settle(ctx)
+            await send(message)
+
+        return settling_send
+
+    async def _settle(self, ctx: RequestContext) -> None:
+        admission = ctx.admission
+        if admission is None or admission.settled:
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.key_manager.settle(admission)
+        except Exception:  # never the client's problem
+            log.exception("recording the usage of key %r failed", admission.record.name)
+
+    async def _send_error(
+        self, send: Send, error: HTTPError, path: str, ctx: RequestContext
+    ) -> None:
+        """An error answer in the shape of the API asked: Anthropic's on /v1/messages."""
+        if path.startswith("/v1/messages"):
+            from ._anthropic import _error_json
+
+            await send_bytes(
+                send,
+                error.status,
+                _error_json(error, ctx.request_id),
+                [*_JSON, *error.headers, (b"request-id", ctx.request_id.encode())],
             )
+            return
+        await send_error(send, error)
 
     def _log_access(self, scope: Scope, ctx: RequestContext) -> None:
         elapsed = (time.perf_counter() - ctx.started) * 1000
@@ -550,6 +666,8 @@ class GatewayApp:
         limits = Limits(max_cost, max_latency, time.monotonic() + self._timeout)
         plan = self.dispatcher.plan(request, limits=limits)
         ctx.model = plan.target
+        if ctx.key is not None:
+            self.key_manager.check_plan(ctx.key, request.model, plan)
         model = self.config.models.get(plan.target) if plan.kind == "model" else None
         if model is not None and model.kind == "embedding":
             raise HTTPError(
@@ -565,6 +683,8 @@ class GatewayApp:
     ) -> None:
         plan = self._plan(ctx, await self._request_json(receive, ctx))
         assert self.dispatcher is not None
+        if ctx.admission is not None:
+            await self._admit_tokens(ctx, plan.request)
         if plan.decision is not None:
             ctx.response_headers.append(_route_header(plan.decision))
         if plan.request.stream is True:
@@ -689,6 +809,8 @@ class GatewayApp:
         data["messages"] = [{"role": "user", "content": prompt}]
         plan = self._plan(ctx, data)
         assert self.dispatcher is not None
+        if ctx.admission is not None:
+            await self._admit_tokens(ctx, plan.request)
         if plan.decision is not None:
             ctx.response_headers.append(_route_header(plan.decision))
         if plan.request.stream is True:
@@ -870,6 +992,9 @@ class GatewayApp:
         limits = Limits(max_cost, max_latency, time.monotonic() + self._timeout)
         plan = self.dispatcher.plan_cooperation(request, cooperation, limits=limits)
         ctx.model = plan.target
+        if ctx.key is not None:
+            self.key_manager.check_names(ctx.key, _members(cooperation))
+            await self._admit_tokens(ctx, plan.request)
         try:
             result = await self._guard(receive, self.dispatcher.run(plan))
         except ConfigError as exc:  # a strategy refusing a setting the client sent: a 400
@@ -940,6 +1065,14 @@ class GatewayApp:
             raise HTTPError(
                 400, "give 'content' (text) or 'content_base64' (a file)", param="content"
             )
+        if ctx.key is not None and ctx.key.models:
+            raise HTTPError(
+                403,
+                f"services choose their own models, and key {ctx.key.name!r} may use only "
+                f"{', '.join(ctx.key.models)}; use a key without a models list",
+                param="model",
+                code="model_not_allowed",
+            )
         manager = ServiceManager(self.dispatcher)
         limits = Limits(deadline=time.monotonic() + self._timeout)
         response = await self._guard(
@@ -988,6 +1121,8 @@ class GatewayApp:
                 "cooperations": sorted(self.config.cooperations),
                 "metrics": engine.metrics.snapshot(),
                 "resources": resource_usage(),
+                # managed keys by name: this process's figures, never a key
+                "gateway_keys": self.key_manager.snapshot() if self.key_manager else {},
             }
         )
 
@@ -1014,7 +1149,10 @@ class GatewayApp:
         assert self.dispatcher is not None
         if getattr(self, "_registry", None) is None:  # one per app, never the global one
             self._registry = make_registry(
-                self.dispatcher.engine, in_flight=lambda: self.in_flight, started=self.started
+                self.dispatcher.engine,
+                in_flight=lambda: self.in_flight,
+                started=self.started,
+                keys=lambda: {} if self.key_manager is None else self.key_manager.stats,
             )
         body = render_metrics(self._registry)
         await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE)])
@@ -1167,6 +1305,16 @@ def _cooperation_of(data: dict[str, Any]) -> CooperationConfig:
     )
 
 
+def _members(cooperation: CooperationConfig) -> list[str]:
+    """Every model an ad-hoc cooperation names: members, stages, judge, aggregator."""
+    names = list(cooperation.models)
+    names += [s["model"] for s in cooperation.stages if isinstance(s.get("model"), str)]
+    for key in ("judge", "aggregator"):
+        if isinstance(cooperation.options.get(key), str):
+            names.append(cooperation.options[key])
+    return names
+
+
 #: Strategy settings naming files on the gateway's machine: configuration, never a client's.
 _SERVER_ONLY_OPTIONS = ("weights_file",)
 
@@ -1211,6 +1359,10 @@ _SHUTTING_DOWN = HTTPError(
     code="server_shutting_down",
     headers=[(b"retry-after", b"1"), (b"connection", b"close")],
 )
+
+
+def _invalid_key() -> HTTPError:
+    return HTTPError(401, "invalid API key", type="invalid_request_error", code="invalid_api_key")
 
 
 def _withdraw_cancel() -> None:

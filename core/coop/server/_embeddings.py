@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .._embeddings import parse_embedding_request
+from .._embeddings import parse_embedding_request, token_count
 from ._app import _coop_headers
 from ._http import Receive, Send, send_json
 
@@ -27,6 +27,9 @@ async def serve_embeddings(
 ) -> None:
     request = parse_embedding_request(await app._request_json(receive, ctx))
     ctx.model = request.model
+    if ctx.key is not None:
+        app.key_manager.check_names(ctx.key, [request.model])
+        await app._admit_tokens(ctx, tokens=sum(token_count(i) for i in request.inputs()))
     assert app.dispatcher is not None
     deadline = time.monotonic() + app.config.server.request_timeout
     result = await app._guard(receive, app.dispatcher.engine.embed(request, deadline=deadline))

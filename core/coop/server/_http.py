@@ -27,6 +27,7 @@ from .._errors import (
     UpstreamUnavailableError,
     ValidationError,
 )
+from .._keys import KeyRefusedError
 from .._redact import redact
 
 Scope = dict[str, Any]
@@ -106,6 +107,15 @@ def error_for(exc: BaseException) -> HTTPError:
     """
     if isinstance(exc, HTTPError):
         return exc
+    if isinstance(exc, KeyRefusedError):  # a managed key's model, limit or budget
+        return HTTPError(
+            exc.http_status,
+            str(exc),
+            type=exc.error_type,
+            param=exc.param,
+            code=exc.code,
+            headers=exc.headers,
+        )
     if isinstance(exc, UnsupportedParameterError):
         return HTTPError(400, str(exc), param=exc.field, code="unsupported_parameter")
     if isinstance(exc, ValidationError):

@@ -38,10 +38,19 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], histogram: Hist
 class CoopCollector(Collector):
     """Reads an engine's :class:`coop.Metrics` (and the process and host) at scrape time."""
 
-    def __init__(self, engine: Any, *, in_flight: Callable[[], int], started: float) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        in_flight: Callable[[], int],
+        started: float,
+        keys: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.engine = engine
         self.in_flight = in_flight
         self.started = started
+        #: name → coop._keys.KeyStats of the gateway's managed keys.
+        self.keys = keys
 
     def collect(self) -> Iterator[Metric]:
         metrics = self.engine.metrics
@@ -56,6 +65,8 @@ class CoopCollector(Collector):
         yield from self._deployments(metrics)
         yield from self._dispatch(metrics)
         yield from self._health()
+        if self.keys is not None:
+            yield from _gateway_keys(self.keys())
         yield from _resources()
 
     # -- per logical model ---------------------------------------------------------------
@@ -196,6 +207,36 @@ class CoopCollector(Collector):
         yield from (healthy, in_flight)
 
 
+def _gateway_keys(stats: dict[str, Any]) -> Iterator[Metric]:
+    """Per managed gateway key, by name (``coop keys``); never the key itself."""
+    requests = CounterMetricFamily(
+        "coop_gateway_key_requests", "Requests made with a managed gateway key, by key name.",
+        labels=["key_name"],
+    )  # fmt: skip
+    tokens = CounterMetricFamily(
+        "coop_gateway_key_tokens", "Tokens used per managed gateway key and direction.",
+        labels=["key_name", "direction"],
+    )  # fmt: skip
+    spend = CounterMetricFamily(
+        "coop_gateway_key_spend_usd", "Spend in USD per managed gateway key.",
+        labels=["key_name"],
+    )  # fmt: skip
+    refusals = CounterMetricFamily(
+        "coop_gateway_key_refusals",
+        "Requests refused per managed gateway key and reason (rpm, tpm, budget, model, "
+        "revoked, expired).",
+        labels=["key_name", "reason"],
+    )
+    for name, s in sorted(stats.items()):
+        requests.add_metric([name], s.requests)
+        tokens.add_metric([name, "prompt"], s.prompt_tokens)
+        tokens.add_metric([name, "completion"], s.completion_tokens)
+        spend.add_metric([name], s.spend)
+        for reason, n in sorted(s.refusals.items()):
+            refusals.add_metric([name, reason], n)
+    yield from (requests, tokens, spend, refusals)
+
+
 def _resources() -> Iterator[Metric]:
     usage = resource_usage()
     process, host = usage["process"], usage["host"]
@@ -237,11 +278,15 @@ def _resources() -> Iterator[Metric]:
 
 
 def make_registry(
-    engine: Any, *, in_flight: Callable[[], int], started: float
+    engine: Any,
+    *,
+    in_flight: Callable[[], int],
+    started: float,
+    keys: Callable[[], dict[str, Any]] | None = None,
 ) -> CollectorRegistry:
     """A registry of its own for one app (the global one would collide across apps)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CoopCollector(engine, in_flight=in_flight, started=started))
+    registry.register(CoopCollector(engine, in_flight=in_flight, started=started, keys=keys))
     return registry
 
 

@@ -721,6 +721,8 @@ async def serve_responses(
     plan = app._plan(ctx, chat_body(data, stream=stream))
     dispatcher = app.dispatcher
     assert dispatcher is not None
+    if ctx.admission is not None:
+        await app._admit_tokens(ctx, plan.request)
     if plan.decision is not None:
         ctx.response_headers.append(_route_header(plan.decision))
     if stream:
