@@ -12,6 +12,8 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 	@# headless Chromium for tests/test_dashboard.py (Debian's package; only as root)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || true
+	@# redis-server for tests/test_state_redis.py ([state] backend = "redis"; Debian's package; only as root)
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || true
 
 $(STAMP): pyproject.toml requirements-dev.txt $(wildcard plugins/*/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
