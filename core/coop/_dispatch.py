@@ -20,7 +20,7 @@ import anyio
 import attrs
 
 from ._config import CooperationConfig, SystemConfig
-from ._engine import OpenAIEngine
+from ._engine import NativeResult, OpenAIEngine
 from ._errors import UnknownModelError, ValidationError
 from ._plan import Limits, Plan, honourable_parameters
 from ._plugins import Plugins, load_plugins
@@ -434,6 +434,40 @@ class Dispatcher:
             yield chunk
         if on_finish is not None:
             on_finish(result.usage, result.cost)
+
+    # -- native APIs ---------------------------------------------------------------------
+
+    def serves_native_messages(self, plan: Plan) -> bool:
+        """Whether ``plan`` can send an Anthropic Messages body upstream as is: it runs
+        one model (not a cooperation or a cascade) whose every deployment, fallbacks
+        included, is on a provider serving the Messages API natively."""
+        return plan.kind == "model" and self.engine.serves_native_messages(plan.target)
+
+    async def native_messages(
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        *,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> NativeResult:
+        """Run ``plan`` with the client's own Messages ``body`` (see
+        :meth:`serves_native_messages`): the engine's failover, the upstream's bytes."""
+        if not self.serves_native_messages(plan):
+            raise ValidationError(
+                f"{plan.target!r} cannot take a Messages body as is: it is not one model "
+                "whose every deployment serves the Messages API natively",
+                field="model",
+                value=plan.target,
+            )
+        self.engine.metrics.record_plan(plan.kind, plan.target)
+        return await self.engine.native_messages(
+            body,
+            model=plan.target,
+            stream=stream,
+            headers=headers,
+            deadline=plan.limits.deadline,
+        )
 
     async def stream_text(self, request: ChatRequest) -> AsyncIterator[str]:
         """The answer's text as it comes, for ``model``, ``auto`` or a cooperation."""

@@ -48,11 +48,18 @@ from ._health import DeploymentState, KeyPool, KeyState
 from ._http import HTTPClient, Timeouts, open_http_client
 from ._metrics import Metrics, key_alias
 from ._plugins import Plugins, load_plugins
-from ._providers import Provider, ProviderCall
+from ._providers import NativeReply, Provider, ProviderCall
 from ._usage import cost_usd, estimate_messages_tokens, estimate_tokens
 from ._wire import ChatChunk, ChatRequest, ChatResponse, Usage, from_wire, to_wire
 
-__all__ = ["ChatResult", "InferenceRequest", "InferenceResponse", "OpenAIEngine", "RetryPolicy"]
+__all__ = [
+    "ChatResult",
+    "InferenceRequest",
+    "InferenceResponse",
+    "NativeResult",
+    "OpenAIEngine",
+    "RetryPolicy",
+]
 
 
 @attrs.frozen
@@ -180,6 +187,29 @@ class ChatResult:
     @property
     def text(self) -> str:
         return self.response.text
+
+
+@attrs.define
+class NativeResult:
+    """An answer in the upstream's own API (:meth:`OpenAIEngine.native_messages`).
+
+    ``body`` is the whole body, or for a stream its first bytes with ``rest`` the
+    remaining ones; ``usage`` and ``cost`` of a stream are set once ``rest`` ends.
+    """
+
+    reply: NativeReply
+    model: str
+    deployment: str
+    provider: str
+    usage: Usage | None
+    cost: float
+    latency: float
+    attempts: int = 1
+    rest: AsyncIterator[bytes] | None = None
+
+    @property
+    def body(self) -> bytes:
+        return self.reply.body
 
 
 @attrs.define
@@ -907,6 +937,124 @@ class OpenAIEngine:
                 key=key,
                 ttft=ttft,
             )
+
+    # -- native APIs: the upstream's own bytes, same failover ------------------------------
+
+    def serves_native_messages(self, name: str) -> bool:
+        """Whether every deployment ``name`` (and its fallbacks) may run on serves the
+        Messages API natively (:meth:`coop.Provider.serves_native_messages`)."""
+        if name not in self.config.models or self.config.models[name].kind == "embedding":
+            return False
+        chain, _budget = self._plan(name)
+        return all(type(d.provider).serves_native_messages() for m in chain for d in m.deployments)
+
+    async def native_messages(
+        self,
+        body: Mapping[str, Any],
+        *,
+        model: str,
+        stream: bool = False,
+        headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> NativeResult:
+        """Send a Messages API ``body`` to ``model``'s deployments as is (the model id
+        replaced by each deployment's), through the same retry and failover as
+        :meth:`chat`; usage, cost and metrics are read from the upstream's answer.
+
+        For a stream, failover happens before the first event; iterate ``rest`` to the
+        end (or close it) so the request is recorded.
+        """
+        started_all = time.perf_counter()
+        extra = dict(headers or {})
+
+        async def runner(
+            deployment: DeploymentState, call: ProviderCall, seconds: float
+        ) -> NativeReply:
+            sent = {**body, "model": call.model}
+            async with self._deadline(seconds):
+                return await deployment.provider.native_messages(  # type: ignore[no-any-return]
+                    sent, call, stream=stream, headers=extra
+                )
+
+        try:
+            reply, used, attempts, _errors = await self._run(model, runner, deadline)
+        except CoopError as exc:
+            self._record_failure(model, started_all, exc)
+            raise
+        key, ttft = self._key_used, time.perf_counter() - started_all
+        state = self.models[used.model]
+        result = NativeResult(
+            reply=reply,
+            model=used.model,
+            deployment=used.id,
+            provider=type(used.provider).name,
+            usage=reply.usage,
+            cost=0.0,
+            latency=ttft,
+            attempts=attempts,
+        )
+
+        def record(ok: bool, error_type: str | None) -> None:
+            usage = reply.usage
+            if usage is None:  # the upstream said nothing: estimate from the request
+                prompt = estimate_messages_tokens(
+                    [m for m in body.get("messages") or () if isinstance(m, Mapping)]
+                )
+                usage = from_wire(
+                    Usage,
+                    {"prompt_tokens": prompt, "completion_tokens": 0, "total_tokens": prompt},
+                )
+                usage.estimated = True
+            result.usage = usage
+            result.cost = cost_usd(
+                usage.prompt_tokens or 0,
+                usage.completion_tokens or 0,
+                state.price_input,
+                state.price_output,
+            )
+            result.latency = time.perf_counter() - started_all
+            self.metrics.record(
+                used.model,
+                ok=ok,
+                latency=result.latency,
+                prompt_tokens=usage.prompt_tokens or 0,
+                completion_tokens=usage.completion_tokens or 0,
+                cost=result.cost,
+                error_type=error_type,
+                deployment=used.id,
+                endpoint=used.endpoint,
+                key=key,
+                ttft=ttft if stream else None,
+            )
+
+        if reply.rest is None:
+            record(True, None)
+            return result
+
+        async def relay(rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            ok, error_type = False, None
+            used.in_flight += 1
+            try:
+                async for chunk in rest:
+                    yield chunk
+                ok = reply.error is None
+                error_type = reply.error
+            except UpstreamError as exc:
+                error_type = type(exc).__name__
+                exc.deployment = exc.deployment or used.id
+                used.record_failure(exc)
+                raise
+            except BaseException as exc:
+                error_type = type(exc).__name__
+                raise
+            finally:
+                used.in_flight -= 1
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await reply.aclose()
+                record(ok, error_type)
+
+        result.rest = relay(reply.rest)
+        return result
 
     async def inference(self, request: InferenceRequest) -> InferenceResponse:
         """The seed's call: never raises for upstream failures, reports ``success``/``error``."""

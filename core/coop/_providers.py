@@ -21,9 +21,9 @@ from ._upstream import error_from_payload, error_from_response
 
 if TYPE_CHECKING:
     from ._embeddings import EmbeddingRequest, EmbeddingResponse
-    from ._wire import ChatChunk, ChatRequest, ChatResponse
+    from ._wire import ChatChunk, ChatRequest, ChatResponse, Usage
 
-__all__ = ["ModelInfo", "Preset", "Provider", "ProviderCall"]
+__all__ = ["ModelInfo", "NativeReply", "Preset", "Provider", "ProviderCall"]
 
 
 @attrs.frozen
@@ -69,6 +69,32 @@ class ProviderCall:
     extra_headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
+@attrs.define
+class NativeReply:
+    """An upstream's answer in its own API, relayed to the client unchanged.
+
+    What :meth:`Provider.native_messages` returns. ``body`` is the whole body of a
+    non-streaming answer; for a stream, ``body`` holds the bytes read so far (at
+    least the first event) and ``rest`` yields the remaining bytes as they come.
+    ``usage`` is the answer's token usage once known (a stream sets it as its events
+    pass), ``error`` the upstream's own error type when a stream ended in an error
+    event, ``headers`` the upstream response headers worth relaying (content type).
+    """
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    rest: AsyncIterator[bytes] | None = None
+    usage: Usage | None = None
+    error: str | None = None
+
+    async def aclose(self) -> None:
+        """Release the upstream connection of a stream (nothing to do for a whole body)."""
+        aclose = getattr(self.rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class Provider(abc.ABC):
     """Base class of provider plugins.
 
@@ -110,6 +136,34 @@ class Provider(abc.ABC):
             provider=self.name,
             deployment=self.deployment_label(call),
         )
+
+    # -- native APIs (optional capabilities) -----------------------------------------------
+
+    async def native_messages(
+        self,
+        body: Mapping[str, Any],
+        call: ProviderCall,
+        *,
+        stream: bool,
+        headers: Mapping[str, str],
+    ) -> NativeReply:
+        """Send an Anthropic Messages API body as is and return the upstream's bytes.
+
+        An optional capability (see :meth:`serves_native_messages`): a provider whose
+        upstream speaks the Messages API natively overrides it, and the gateway then
+        relays ``/v1/messages`` requests byte for byte instead of translating them.
+        ``body["model"]`` is already the upstream model id (``call.model``);
+        ``headers`` holds the client's ``anthropic-version``/``anthropic-beta``
+        headers, never its credentials. Errors before the first byte must be raised as
+        :class:`coop.UpstreamError` subclasses, so the engine fails over; for a stream
+        the reply must hold at least the first event.
+        """
+        raise NotImplementedError(f"provider {self.name} has no native Messages API")
+
+    @classmethod
+    def serves_native_messages(cls) -> bool:
+        """Whether this provider implements :meth:`native_messages`."""
+        return cls.native_messages is not Provider.native_messages
 
     # -- plumbing shared by HTTP providers -------------------------------------------
 

@@ -8,7 +8,7 @@ temperature above 1, a missing `max_tokens`), and echoes what it understood.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .http import (
@@ -95,6 +95,9 @@ class FakeAnthropic(FakeUpstream):
     """
 
     provider: ClassVar[str] = "anthropic"
+    #: When set, `POST /v1/messages` (once validated) answers with what it returns for the
+    #: parsed body: exact bytes or events, for testing a gateway that relays them as is.
+    reply_fn: Callable[[dict[str, Any]], Reply] | None = None
     default_models: ClassVar[tuple[str, ...]] = ("claude-sonnet-4-5", "claude-haiku-4-5")
     api_prefix: ClassVar[str] = ""
 
@@ -331,6 +334,8 @@ class FakeAnthropic(FakeUpstream):
         bad = self._validate(parsed)
         if bad is not None:
             return bad
+        if self.reply_fn is not None:
+            return self.reply_fn(parsed)
         model: str = parsed["model"]
         msgs: list[dict[str, Any]] = parsed["messages"]
         last_user = next((m for m in reversed(msgs) if m.get("role") == "user"), None)

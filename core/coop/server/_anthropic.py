@@ -1,6 +1,16 @@
 """Anthropic's Messages API on the gateway: ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
 
-A front like chat completions, nothing more: the Messages body is translated into
+Where nothing needs translating, nothing is: when the plan is one model whose every
+deployment (fallbacks included) is on a provider that serves the Messages API
+natively (:meth:`coop.Provider.serves_native_messages`, the ``anthropic`` provider),
+the client's body goes upstream as is, only the model id and the key replaced, and
+the upstream's bytes come back unchanged, streams as they arrive
+(``x-coop-passthrough: 1``). Thinking signatures, ``cache_control``, citations and
+fields coop has never heard of survive; the dispatcher still picks the deployment,
+fails over before the first byte, and records usage and cost from the answer.
+
+Otherwise (``auto`` routed elsewhere, cooperations, OpenAI-compatible upstreams;
+``x-coop-passthrough: 0``) it is a front like chat completions: the Messages body is translated into
 an OpenAI-shaped chat request, planned and run by the one dispatcher (so
 ``model="auto"``, cooperations, failover and cost behave exactly as on
 ``/v1/chat/completions``), and the answer is translated back into a ``message``
@@ -875,25 +885,93 @@ def _count(chat: dict[str, Any]) -> int:
     return total
 
 
+def _native_target(app: GatewayApp, data: Any) -> bool:
+    """Whether ``data`` names a model every deployment of which serves the Messages API
+    natively (so a body coop cannot translate may still pass through as is)."""
+    model = data.get("model") if isinstance(data, dict) else None
+    return (
+        isinstance(model, str)
+        and app.dispatcher is not None
+        and app.dispatcher.engine.serves_native_messages(model)
+    )
+
+
+def _check_native(data: dict[str, Any]) -> None:
+    """What a body relayed as is must still have: the rest is the upstream's to judge."""
+    if not isinstance(data.get("model"), str) or not data["model"]:
+        raise _bad("model", "required: a model, a cooperation or 'auto'")
+    max_tokens = data.get("max_tokens")
+    if max_tokens is None:
+        raise _bad("max_tokens", "required: the most tokens the answer may have (an integer >= 1)")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise _bad("max_tokens", f"expected an integer >= 1, got {max_tokens!r}")
+    turns = data.get("messages")
+    if not isinstance(turns, list) or not turns:
+        raise _bad("messages", "required: a non-empty array of user and assistant messages")
+    stream = data.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("stream", f"expected a boolean, got {_kind(stream)}")
+
+
+def _planning_request(data: dict[str, Any]) -> dict[str, Any]:
+    """A chat request to plan a body that is relayed as is (only its target and limits
+    matter): its text, for the request's size."""
+    texts: list[str] = []
+    for turn in data["messages"]:
+        content = turn.get("content") if isinstance(turn, Mapping) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [
+                b["text"]
+                for b in content
+                if isinstance(b, Mapping) and isinstance(b.get("text"), str)
+            ]
+    out: dict[str, Any] = {
+        "model": data["model"],
+        "max_tokens": data["max_tokens"],
+        "messages": [{"role": "user", "content": "\n".join(texts)}],
+    }
+    if "coop" in data:
+        out["coop"] = data["coop"]
+    return out
+
+
 async def messages(
     app: GatewayApp, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
 ) -> None:
-    """``POST /v1/messages``."""
+    """``POST /v1/messages``: relayed as is to a model served only by native Messages
+    upstreams (``x-coop-passthrough: 1``), translated onto the chat path otherwise."""
 
     async def work(send: Send) -> None:
         from ._app import _coop_headers, _route_header
 
         _check_version(scope)
-        chat = to_chat_request(await app._request_json(receive, ctx))
+        data = await app._request_json(receive, ctx)
+        untranslatable: HTTPError | None = None
+        try:
+            chat = to_chat_request(data)
+        except HTTPError as exc:
+            if not _native_target(app, data):
+                raise
+            _check_native(data)
+            chat, untranslatable = _planning_request(data), exc
         plan = app._plan(ctx, chat)
-        if "thinking" in chat:
-            _check_thinking(app.config, plan)
         assert app.dispatcher is not None
         if ctx.admission is not None:
             await app._admit_tokens(ctx, plan.request)
         ctx.response_headers.append((b"request-id", ctx.request_id.encode()))
         if plan.decision is not None:
             ctx.response_headers.append(_route_header(plan.decision))
+        if app.dispatcher.serves_native_messages(plan):
+            ctx.response_headers.append((b"x-coop-passthrough", b"1"))
+            await _passthrough(app, plan, data, scope, receive, send, ctx)
+            return
+        if untranslatable is not None:
+            raise untranslatable
+        ctx.response_headers.append((b"x-coop-passthrough", b"0"))
+        if "thinking" in chat:
+            _check_thinking(app.config, plan)
         if chat.get("stream"):
             await app._guard(receive, _stream(app, plan, send, ctx, _count(chat)))
             return
@@ -904,6 +982,76 @@ async def messages(
         await send_bytes(send, 200, body.encode(), _JSON)
 
     await _in_anthropic_shape(ctx, send, work)
+
+
+#: Client headers a relayed request keeps (its credentials never leave the gateway).
+_RELAYED_HEADERS = (b"anthropic-version", b"anthropic-beta")
+
+
+async def _passthrough(
+    app: GatewayApp,
+    plan: Plan,
+    data: dict[str, Any],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    ctx: RequestContext,
+) -> None:
+    """The client's body to the upstream as is, the upstream's bytes back as they come.
+
+    The dispatcher picks the deployment and fails over exactly as for a translated
+    request; only the model id and the key are replaced. An error before the first
+    byte is a JSON error in Anthropic's shape; one mid-stream an ``error`` event.
+    """
+    from ._app import _coop_headers
+
+    assert app.dispatcher is not None
+    body = {k: v for k, v in data.items() if k != "coop"}
+    headers = {
+        key.decode(): value.decode("latin-1")
+        for key, value in scope["headers"]
+        if key in _RELAYED_HEADERS and value
+    }
+    stream = data.get("stream") is True
+    dispatcher = app.dispatcher
+
+    async def relay() -> None:
+        result = await dispatcher.native_messages(plan, body, stream=stream, headers=headers)
+        ctx.model, ctx.deployment = result.model, result.deployment
+        ctype = result.reply.headers.get("content-type", "application/json")
+        head = [(b"content-type", ctype.encode("latin-1"))]
+        if result.rest is None:
+            head += _coop_headers(result.model, result.deployment, result.cost)
+            await send_bytes(send, result.reply.status, result.body, head)
+            return
+        head += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        head += _coop_headers(result.model, result.deployment, None)
+        rest = result.rest
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": head})
+            await send({"type": "http.response.body", "body": result.body, "more_body": True})
+            try:
+                async for chunk in rest:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except ClientDisconnected:
+                raise
+            except Exception as exc:
+                error = error_for(exc)
+                ctx.status = error.status
+                payload = json.loads(_error_json(error, ctx.request_id))
+                payload.pop("request_id", None)
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": _event("error", payload),
+                        "more_body": True,
+                    }
+                )
+        finally:
+            await cast(AsyncGenerator[bytes, None], rest).aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    await app._guard(receive, relay())
 
 
 async def _stream(

@@ -14,6 +14,12 @@ fallback chains and votes as every other model:
 * streams (:class:`StreamTranslator`): Anthropic's typed events become OpenAI
   chunks: a role chunk, content and tool-call deltas, a finish chunk, a usage chunk.
 
+It also serves the Messages API natively (:meth:`AnthropicProvider.native_messages`):
+the gateway's ``/v1/messages`` relays a request for an Anthropic-only model as is,
+only the model id and the credentials replaced, and the upstream's bytes back
+unchanged (thinking signatures, cache fields, citations, fields added after this
+was written), reading the usage on the way.
+
 Errors keep their meaning: Anthropic's error bodies and mid-stream ``error``
 events go through :func:`coop.error_from_payload` (``overloaded_error``/529 is
 "unavailable", so the engine fails over).
@@ -33,13 +39,17 @@ from coop import (
     ChatResponse,
     ConfigError,
     ModelInfo,
+    NativeReply,
     Preset,
     Provider,
     ProviderCall,
+    SSEDecoder,
+    UpstreamConnectionError,
     UpstreamProtocolError,
     Usage,
     ValidationError,
     error_from_payload,
+    error_from_response,
     hookimpl,
     to_wire,
 )
@@ -619,6 +629,58 @@ class AnthropicProvider(Provider):
         finally:
             await response.aclose()
 
+    async def native_messages(
+        self,
+        body: Mapping[str, Any],
+        call: ProviderCall,
+        *,
+        stream: bool,
+        headers: Mapping[str, str],
+    ) -> NativeReply:
+        """``POST {base_url}/messages`` with the client's body, relayed byte for byte.
+
+        The client's ``anthropic-version`` and ``anthropic-beta`` headers are kept; the
+        key is the endpoint's. A non-2xx answer, and a stream whose first event is an
+        ``error``, raise typed errors (so the engine fails over); after that the bytes
+        are the client's, usage read from ``message_start``/``message_delta`` on the way.
+        """
+        assert self.http is not None, "the engine hands every provider its HTTP client"
+        sent = self.headers(call)
+        for name in ("anthropic-version", "anthropic-beta"):
+            if headers.get(name):
+                sent[name] = headers[name]
+        sent["accept"] = "text/event-stream" if stream else "application/json"
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        response = await self.http.request(
+            "POST", self.base_url + "/messages", headers=sent, content=content,
+            timeouts=call.timeouts,
+        )  # fmt: skip
+        if response.status >= 400:
+            raw = await response.read()
+            raise error_from_response(
+                response.status, raw, response.headers,
+                provider=self.name, deployment=self.deployment_label(call),
+            )  # fmt: skip
+        relayed = {"content-type": response.headers.get("content-type", "application/json")}
+        if not stream:
+            raw = await response.read()
+            data = self.decode_json(raw, response, call)
+            if not isinstance(data, Mapping) or data.get("type") != "message":
+                raise self.protocol_error(
+                    "upstream response is not a message", call, response.status, raw[:500]
+                )
+            return NativeReply(response.status, relayed, raw, usage=_usage(data.get("usage")))
+        if "event-stream" not in relayed["content-type"]:
+            raw = await response.read()
+            await response.aclose()
+            raise self.protocol_error(
+                f"expected an event stream, got content type {relayed['content-type']!r}",
+                call,
+                response.status,
+                raw[:500],
+            )
+        return await _NativeStream(self, response, call, relayed).start()
+
     async def list_models(self, call: ProviderCall) -> list[str]:
         response = await self.send_json("GET", "/models?limit=1000", call)
         data = await self.read_json(response, call)
@@ -631,6 +693,98 @@ class AnthropicProvider(Provider):
                 response.status,
                 json.dumps(data)[:500],
             ) from None
+
+
+class _NativeStream:
+    """An upstream Messages stream relayed as bytes, its events parsed on the side for
+    usage and errors."""
+
+    def __init__(
+        self,
+        provider: AnthropicProvider,
+        response: Any,
+        call: ProviderCall,
+        headers: dict[str, str],
+    ) -> None:
+        self.provider, self.response, self.call = provider, response, call
+        self.chunks = response.aiter_bytes().__aiter__()
+        self.decoder = SSEDecoder()
+        self.usage: dict[str, Any] = {}
+        self.reply = NativeReply(response.status, headers, b"")
+        self.finished = False
+
+    def _see(self, data: bytes, *, first: bool) -> None:
+        for event in self.decoder.feed(data):
+            try:
+                payload = json.loads(event.data) if event.data else None
+            except ValueError:
+                payload = None
+            if not isinstance(payload, Mapping):
+                continue
+            kind = payload.get("type", event.event)
+            if kind == "message_start":
+                message = payload.get("message")
+                if isinstance(message, Mapping) and isinstance(message.get("usage"), Mapping):
+                    self.usage.update(message["usage"])
+            elif kind == "message_delta" and isinstance(payload.get("usage"), Mapping):
+                self.usage.update({k: v for k, v in payload["usage"].items() if v is not None})
+            elif kind == "message_stop":
+                self.finished = True
+            elif kind == "error":
+                if first:  # nothing reached the client yet: a typed error, so the engine fails over
+                    raise error_from_payload(
+                        self.response.status, payload, body=event.data[:500],
+                        provider=self.provider.name,
+                        deployment=self.provider.deployment_label(self.call),
+                    )  # fmt: skip
+                error = payload.get("error")
+                kind = error.get("type") if isinstance(error, Mapping) else None
+                self.reply.error = str(kind or "error")
+            self.reply.usage = _usage(self.usage) if self.usage else None
+
+    async def start(self) -> NativeReply:
+        """Read up to the first whole event (so an error event there can fail over)."""
+        head = b""
+        try:
+            while True:
+                try:
+                    chunk = await self.chunks.__anext__()
+                except StopAsyncIteration:
+                    raise self.provider.protocol_error(
+                        "stream ended before its first event", self.call, self.response.status, head
+                    ) from None
+                head += chunk
+                self._see(chunk, first=True)
+                if b"\n\n" in head or b"\r\n\r\n" in head or b"\r\r" in head:
+                    break
+        except BaseException:
+            await self.response.aclose()
+            raise
+        self.reply.body = head
+        self.reply.rest = self._rest()
+        return self.reply
+
+    async def _rest(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.chunks:
+                self._see(chunk, first=False)
+                yield chunk
+            if not self.finished and self.reply.error is None:
+                raise self.provider.protocol_error(
+                    "stream ended before message_stop (connection cut)",
+                    self.call,
+                    self.response.status,
+                    "",
+                )
+        except UpstreamConnectionError as exc:
+            raise self.provider.protocol_error(
+                f"stream ended before message_stop (connection cut: {exc})",
+                self.call,
+                self.response.status,
+                "",
+            ) from exc
+        finally:
+            await self.response.aclose()
 
 
 @hookimpl
