@@ -38,8 +38,10 @@ bench: install
 	$(BIN)/python benchmarks/routing.py
 	$(BIN)/python benchmarks/gateway.py
 
+# The site (mkdocs-material, strict) into site/, then every example and the site's checks.
 docs: install
-	$(BIN)/python -m pytest -q tests/test_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+	$(BIN)/python -m pytest -q tests/test_docs.py tests/test_docs_site.py
 
 clean:
 	rm -rf $(VENV)

@@ -27,7 +27,11 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 README = Path(__file__).resolve().parent.parent / "README.md"
 FIXTURES = Path(__file__).resolve().parent / "docs_fixtures"
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.S | re.M)
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = sorted(DOCS.glob("*.md")) + sorted((DOCS / "zh").glob("*.md"))  # English, then 中文
+
+
+def _page_id(page: Path) -> str:
+    return f"zh/{page.name}" if page.parent.name == "zh" else page.name
 
 
 def blocks(page: Path, kind: str) -> list[str]:
@@ -53,7 +57,9 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise AssertionError(f"nothing listening on port {port}")
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "console")], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if blocks(p, "console")], ids=lambda p: _page_id(p)
+)
 def test_console_examples(page: Path, tmp_path: Path) -> None:
     cwd, env = scratch(tmp_path)
     background: list[subprocess.Popen[bytes]] = []
@@ -98,7 +104,9 @@ def test_console_examples(page: Path, tmp_path: Path) -> None:
             process.wait(timeout=30)
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if blocks(p, "python")], ids=lambda p: _page_id(p)
+)
 def test_python_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cwd, env = scratch(tmp_path)
     monkeypatch.chdir(cwd)
@@ -113,7 +121,7 @@ def test_python_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
         )
 
 
-@pytest.mark.parametrize("page", [*PAGES, README], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [*PAGES, README], ids=lambda p: _page_id(p))
 def test_toml_examples_validate(page: Path) -> None:
     from coop import SystemConfig, load_plugins
     from coop._config import check_plugins
