@@ -303,6 +303,15 @@ class MonitoringConfig:
     #: Events waiting per webhook; when full the oldest is dropped (and counted).
     webhook_queue: int = 100
     alerts: list[AlertRule] = attrs.field(factory=list)
+    #: OpenTelemetry spans for every request (docs/monitoring.md, "Tracing"); needs
+    #: ``pip install 'llm-coop[tracing]'``. Off: nothing of OpenTelemetry is imported.
+    tracing: bool = False
+    #: otlp (OTLP over HTTP), console (stderr) or none (the process's global provider).
+    tracing_exporter: str = "otlp"
+    #: The OTLP traces URL; default: ``OTEL_EXPORTER_OTLP_*`` or http://localhost:4318/v1/traces.
+    tracing_endpoint: str | None = None
+    #: ``service.name`` of the spans coop exports.
+    tracing_service_name: str = "coop"
 
 
 STATE_BACKENDS = ("sqlite", "memory", "redis")
@@ -1014,6 +1023,10 @@ _MONITORING_KEYS = {
     "webhook_backoff": _nonneg,
     "webhook_queue": _pos_int,
     "alerts": None,
+    "tracing": _bool,
+    "tracing_exporter": _choice(("otlp", "console", "none")),
+    "tracing_endpoint": _str,
+    "tracing_service_name": _str,
 }
 _STATE_KEYS = {
     "backend": _choice(STATE_BACKENDS),
@@ -1276,6 +1289,15 @@ def _monitoring(
     for i, url in enumerate(fields.get("webhooks", [])):
         if not url.startswith(("http://", "https://")):
             raise c.error(f"monitoring.webhooks[{i}]", f"expected an http(s) URL, got {url!r}")
+    endpoint = fields.get("tracing_endpoint")
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise c.error("monitoring.tracing_endpoint", f"expected an http(s) URL, got {endpoint!r}")
+    if fields.get("tracing"):
+        from ._tracing import missing_packages
+
+        missing = missing_packages(fields.get("tracing_exporter", "otlp"))
+        if missing is not None:
+            raise c.error(*missing)
     raw = table.get("alerts", [])
     if isinstance(raw, dict):
         raw = [raw]

@@ -115,6 +115,8 @@ class Dispatcher:
             latency_of=self._latency_of,
             unhonoured=self._unhonoured,
         )
+        if self.engine.tracing is not None:  # route and cooperation spans; off: untouched
+            self.engine.tracing.instrument_dispatcher(self)
 
     def _latency_of(self, name: str) -> float | None:
         model = self.engine.models.get(name)

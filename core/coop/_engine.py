@@ -49,6 +49,7 @@ from ._http import HTTPClient, Timeouts, open_http_client
 from ._metrics import Metrics, key_alias
 from ._plugins import Plugins, load_plugins
 from ._providers import NativeReply, Provider, ProviderCall
+from ._tracing import tracing_for
 from ._usage import cost_usd, estimate_messages_tokens, estimate_tokens
 from ._wire import ChatChunk, ChatRequest, ChatResponse, Usage, from_wire, to_wire
 
@@ -287,6 +288,11 @@ class OpenAIEngine:
         self._plans: dict[str, tuple[list[_Model], float]] = {}
         self._timeouts_cache: dict[str, Timeouts] = {}
         self._deadline: Callable[[float], AbstractAsyncContextManager[Any]] = _FailAfter
+        #: OpenTelemetry spans ([monitoring] tracing); None when off, and then nothing of
+        #: OpenTelemetry is imported and chat, embed, stream_chat and _run are unwrapped.
+        self.tracing = tracing_for(self.config)
+        if self.tracing is not None:
+            self.tracing.instrument_engine(self)
         #: The shared state (coop._state.StateBackend) when a server opened one, else None.
         self.state: Any = None
 

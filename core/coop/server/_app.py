@@ -219,6 +219,8 @@ class GatewayApp:
         #: Host names (lower case, no port) an open gateway answers; "*" turns the check off.
         self._hosts = _LOOPBACK_NAMES | {h.lower() for h in config.server.allowed_hosts}
         self._asyncio_guard: _AsyncioGuard | None = None
+        #: coop._tracing.Tracing when [monitoring] tracing is on (set at startup), else None.
+        self._tracing: Any = None
         self.alerts: Any = None  # coop._alerts.AlertManager, made at startup
         #: The shared state ([state]: coop._state.open_state), opened at startup.
         self.state: Any = None
@@ -286,6 +288,7 @@ class GatewayApp:
         self.dispatcher = Dispatcher(
             self.config, plugins=self._plugins, health_checks=self._health_checks
         )
+        self._tracing = self.dispatcher.engine.tracing
         from .._state import open_state
 
         self.state = open_state(self.config)
@@ -394,6 +397,9 @@ class GatewayApp:
         counted = handler in self._counted
         if counted:
             self.in_flight += 1
+        traced = None
+        if self._tracing is not None:
+            traced = self._tracing.start_server(scope, self._http_route(path, handler), request_id)
         try:
             if size > self._max_header:
                 raise HTTPError(
@@ -448,6 +454,18 @@ class GatewayApp:
                 await self._settle(ctx)
             if self._access != "off":
                 self._log_access(scope, ctx)
+            if traced is not None:
+                self._tracing.end_server(traced, ctx.status, ctx.model, ctx.deployment)
+
+    def _http_route(self, path: str, handler: Handler | None) -> str | None:
+        """The route template of a request (``http.route`` of its span), None if unknown."""
+        if handler is None:
+            return None
+        if handler == self.run_service:
+            return "/v1/services/{service}"
+        if handler == self.model:
+            return path[: path.index("/models/") + 8] + "{model}"
+        return path
 
     def _no_route(self, method: str, path: str) -> NoReturn:
         if path in self._paths:
