@@ -10,6 +10,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import anyio
 import pytest
@@ -320,3 +321,128 @@ async def test_gateway_opens_and_closes_its_state(tmp_path: Path) -> None:
         await app.shutdown()
     assert (tmp_path / "coop-state.sqlite3").is_file()
     assert app.state._db is None  # closed
+
+
+# -- replica health events (coop._state_events) --------------------------------------------
+
+
+def _engine_config(*ups: object) -> SystemConfig:
+    return SystemConfig.from_dict(
+        {
+            "endpoints": {
+                f"e{i}": {
+                    "provider": "fake-openai",
+                    "base_url": up.base_url,  # type: ignore[attr-defined]
+                    "api_keys": ["k1", "k2"],
+                    "health_check_interval": 0,
+                }
+                for i, up in enumerate(ups)
+            },
+            "models": {
+                "m": {
+                    "deployments": [
+                        {"endpoint": f"e{i}", "path": "gpt-4o-mini"} for i in range(len(ups))
+                    ]
+                }
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_replicas_share_cooldowns_and_key_revocations(tmp_path: Path, backend: str) -> None:
+    """Replica A opens a circuit and revokes an upstream key; B applies both within a second,
+    and stops sending there. A healthy request publishes nothing. Own events are ignored."""
+    from coop import OpenAIEngine, RetryPolicy, UpstreamConnectionError, parse_chat_request
+    from coop._state_events import ReplicaSync
+    from fakes import FakeOpenAI
+    from test_resilience import PLUGINS
+
+    ups = [FakeOpenAI(api_keys=["k1", "k2"]).start() for _ in range(2)]
+    memory = MemoryState()
+    states: list[StateBackend] = (
+        [memory, memory]
+        if backend == "memory"
+        else [SQLiteState(tmp_path / "s.sqlite3", poll=0.05) for _ in range(2)]
+    )
+    policy = RetryPolicy(base_cooldown=30.0)
+    request = parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    try:
+        for state in states[:1] if backend == "memory" else states:
+            await state.open()
+        async with (
+            OpenAIEngine(_engine_config(*ups), plugins=PLUGINS, retry=policy) as a,
+            OpenAIEngine(_engine_config(*ups), plugins=PLUGINS, retry=policy) as b,
+        ):
+            sync_a, sync_b = ReplicaSync(a, states[0]), ReplicaSync(b, states[1])
+            sync_a.attach()
+            sync_b.attach()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(sync_a.run)
+                tasks.start_soon(sync_b.run)
+                await anyio.sleep(0.2)
+                for _ in range(10):
+                    assert (await a.chat(request)).text == "echo: hi"
+                assert sync_a.published == 0 and sync_a.dropped == 0  # healthy: nothing sent
+
+                dep_a = a.models["m"].deployments[0]
+                for _ in range(dep_a.failure_threshold):
+                    dep_a.record_failure(UpstreamConnectionError("cut"))
+                assert dep_a.state() == "open"
+                pool_a = a._key_pool("e1")
+                pool_a.revoke(pool_a.keys[0])
+
+                dep_b = b.models["m"].deployments[0]
+                pool_b = b._key_pool("e1")
+                # within a second, on the other replica
+                started = time.monotonic()
+                for _ in range(100):
+                    if dep_b.state() == "open" and pool_b.revoked(pool_b.keys[0]):
+                        break
+                    await anyio.sleep(0.01)
+                assert dep_b.state() == "open" and pool_b.revoked(pool_b.keys[0])
+                assert time.monotonic() - started < 1.5
+                assert 25 < dep_b.snapshot()["cooling_for"] <= 30  # the duration, not a time
+                assert pool_b.snapshot()[1]["revoked"] is False
+                assert sync_b.applied == 2 and sync_a.applied == 0  # own events ignored
+
+                before = [up.request_count for up in ups]
+                for _ in range(6):
+                    assert (await b.chat(request)).text == "echo: hi"
+                assert ups[0].request_count == before[0]  # B avoids A's sick deployment
+                keys = [r.headers.get("authorization") for r in ups[1].requests[-6:]]
+                assert keys == ["Bearer k2"] * 6  # and A's revoked key
+                tasks.cancel_scope.cancel()
+    finally:
+        for state in states[:1] if backend == "memory" else states:
+            await state.aclose()
+        for up in ups:
+            up.stop()
+
+
+def test_replica_events_are_validated() -> None:
+    """Malformed, unknown and endless events change nothing."""
+    from coop._health import DeploymentState, KeyPool
+    from coop._state_events import ReplicaSync
+
+    dep = DeploymentState(model="m", endpoint="e", path="p", keys=KeyPool(["k"]))
+
+    engine = SimpleNamespace(
+        models={"m": SimpleNamespace(deployments=[dep])}, _pools={"e": dep.keys}
+    )
+    sync = ReplicaSync(engine, MemoryState())
+    sync.attach()
+    for event in (
+        {"type": "health.cool", "deployment": "e/p", "for": "x"},
+        {"type": "health.cool", "deployment": "e/p", "for": -1},
+        {"type": "health.cool", "deployment": "e/p", "for": float("nan")},
+        {"type": "health.cool", "deployment": "nope", "for": 5},
+        {"type": "health.key", "endpoint": "e", "key": 7, "kind": "revoke", "for": 5},
+        {"type": "health.key", "endpoint": "e", "key": 0, "kind": "explode", "for": 5},
+        {"type": "health.cool", "deployment": "e/p", "for": 5, "origin": sync.origin},
+    ):
+        assert not sync.apply(event)
+    assert dep.state() == "closed" and not dep.keys.revoked(dep.keys.keys[0])
+    assert sync.apply({"type": "health.cool", "deployment": "e/p", "for": 1e9})
+    assert dep.snapshot()["cooling_for"] <= 3600  # capped
+    assert not sync.apply({"type": "health.cool", "deployment": "e/p", "for": 5})  # idempotent

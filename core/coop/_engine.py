@@ -295,6 +295,8 @@ class OpenAIEngine:
             self.tracing.instrument_engine(self)
         #: The shared state (coop._state.StateBackend) when a server opened one, else None.
         self.state: Any = None
+        #: Health events between replicas (coop._state_events.ReplicaSync), set by the server.
+        self.replicas: Any = None
 
     @property
     def retry(self) -> RetryPolicy:

@@ -101,6 +101,10 @@ class KeyPool:
         self._clock = clock
         #: Whether any key was ever cooled, blocked or revoked: until then every check is free.
         self._troubled = False
+        #: Called as ``on_change(key, kind, seconds, model)`` when this process cools
+        #: (``cool``), blocks for a model (``block``) or revokes (``revoke``) a key: how
+        #: other replicas hear of it (coop._state_events). Failure paths only.
+        self.on_change: Callable[[KeyState, str, float, str | None], None] | None = None
 
     def revoked(self, key: KeyState) -> bool:
         return key.revoked_until > self._clock()
@@ -185,6 +189,8 @@ class KeyPool:
                 self.revoke(key)
                 return
             key.blocked[model] = now + self.revoke_for
+            if self.on_change is not None:
+                self.on_change(key, "block", self.revoke_for, model)
             rejected = sum(1 for until in key.blocked.values() if until > now)
             if rejected >= self.auth_confirm_models:
                 self.revoke(key)
@@ -194,12 +200,36 @@ class KeyPool:
             if wait is None:
                 wait = self.rate_limit_cooldown if default_cooldown is None else default_cooldown
             key.cooldown_until = max(key.cooldown_until, self._clock() + wait)
+            if self.on_change is not None:
+                self.on_change(key, "cool", wait, None)
 
     def revoke(self, key: KeyState) -> None:
         """The endpoint confirmed the key is bad: out of rotation for every model."""
         self._troubled = True
         key.revoked_until = max(key.revoked_until, self._clock() + self.revoke_for)
         key.error = key.error or "auth"
+        if self.on_change is not None:
+            self.on_change(key, "revoke", self.revoke_for, None)
+
+    def apply(self, index: int, kind: str, seconds: float, model: str | None = None) -> bool:
+        """Another replica's ``on_change``: the same, for ``seconds`` from now (never
+        shortening a deadline already set). Returns whether it applied."""
+        if not 0 <= index < len(self.keys) or seconds <= 0:
+            return False
+        key = self.keys[index]
+        until = self._clock() + seconds
+        if kind == "cool":
+            key.cooldown_until = max(key.cooldown_until, until)
+        elif kind == "revoke":
+            key.revoked_until = max(key.revoked_until, until)
+            key.error = key.error or "auth (another replica)"
+        elif kind == "block" and model:
+            key.blocked[model] = max(key.blocked.get(model, 0.0), until)
+            key.error = key.error or "auth (another replica)"
+        else:
+            return False
+        self._troubled = True
+        return True
 
     def restore(self, key: KeyState) -> None:
         """The endpoint accepted the key again (an active check passed with it)."""
@@ -259,6 +289,9 @@ class DeploymentState:
     marks: collections.deque[tuple[float, int, int]] = attrs.field(
         factory=lambda: collections.deque(maxlen=64)
     )
+    #: Called as ``on_cool(deployment, seconds)`` when this process opens the circuit or
+    #: cools the deployment: how other replicas hear of it (coop._state_events).
+    on_cool: Callable[[DeploymentState, float], None] | None = attrs.field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -350,6 +383,8 @@ class DeploymentState:
             wait = error.retry_after if error.retry_after is not None else self.base_cooldown
             self.cooldown_until = max(self.cooldown_until, self.clock() + wait)
             self.circuit = CircuitState.OPEN
+            if self.on_cool is not None:
+                self.on_cool(self, wait)
             return
         if not isinstance(error, _SICK):
             return
@@ -379,6 +414,23 @@ class DeploymentState:
         self.cooldown_until = max(self.cooldown_until, now + self.current_cooldown)
         # counted afresh: once half-open, its probes rank with the healthy deployments
         self.consecutive_failures = 0
+        if self.on_cool is not None:
+            self.on_cool(self, self.cooldown_until - now)
+
+    def cool(self, seconds: float) -> bool:
+        """Another replica opened this deployment's circuit for ``seconds``: open it here
+        until then too (never shortening a cooldown already running). Returns whether it
+        changed anything."""
+        if seconds <= 0:
+            return False
+        until = self.clock() + seconds
+        if self.circuit == CircuitState.OPEN and self.cooldown_until >= until:
+            return False
+        self.circuit = CircuitState.OPEN
+        self.cooldown_until = max(self.cooldown_until, until)
+        self.current_cooldown = max(self.current_cooldown, min(seconds, self.max_cooldown))
+        self.consecutive_failures = 0
+        return True
 
     def record_health_check(self, ok: bool, error: BaseException | None = None) -> None:
         """An active check's outcome: failing counts as a sick failure, passing closes it."""

@@ -148,6 +148,10 @@ class StateBackend(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def describe(self) -> dict[str, Any]:
+        """What ``/status`` shows of the backend (never a secret)."""
+        return {"backend": self.name, "up": True}
+
     # -- managed keys --------------------------------------------------------------
     @abc.abstractmethod
     async def create_key(self, record: KeyRecord) -> None:

@@ -148,6 +148,9 @@ class SQLiteState(StateBackend):
             )
         return self._db
 
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "up": self._db is not None, "path": str(self.path)}
+
     # -- managed keys ------------------------------------------------------------------
 
     async def create_key(self, record: KeyRecord) -> None:

@@ -224,6 +224,8 @@ class GatewayApp:
         self.alerts: Any = None  # coop._alerts.AlertManager, made at startup
         #: The shared state ([state]: coop._state.open_state), opened at startup.
         self.state: Any = None
+        #: Health events between replicas (coop._state_events.ReplicaSync), made at startup.
+        self.replicas: Any = None
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/chat/completions"): self.chat_completions,
@@ -299,6 +301,11 @@ class GatewayApp:
         except BaseException:
             await self.state.aclose()
             raise
+        from .._state_events import ReplicaSync
+
+        self.replicas = ReplicaSync(self.dispatcher.engine, self.state)
+        self.replicas.attach()
+        self.dispatcher.engine.replicas = self.replicas
         from .._alerts import AlertManager
 
         self.alerts = AlertManager(self.config.monitoring, self.dispatcher.engine)
@@ -334,6 +341,8 @@ class GatewayApp:
     async def shutdown(self) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.engine.shutdown()
+        if self.replicas is not None:
+            self.replicas.closing = True
         if self.state is not None:
             await self.state.aclose()
 
@@ -351,6 +360,8 @@ class GatewayApp:
                         tasks.start_soon(self.alerts.run)
                     if self.key_manager is not None:
                         tasks.start_soon(self.key_manager.run)
+                    if self.replicas is not None:
+                        tasks.start_soon(self.replicas.run)
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await self.shutdown()
@@ -1139,6 +1150,10 @@ class GatewayApp:
                 "cooperations": sorted(self.config.cooperations),
                 "metrics": engine.metrics.snapshot(),
                 "resources": resource_usage(),
+                # the shared state's backend, whether it answers, and the replica events
+                "state": {**self.state.describe(), **self.replicas.describe()}
+                if self.state is not None and self.replicas is not None
+                else {},
                 # managed keys by name: this process's figures, never a key
                 "gateway_keys": self.key_manager.snapshot() if self.key_manager else {},
             }

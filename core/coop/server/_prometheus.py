@@ -236,6 +236,37 @@ def _gateway_keys(stats: dict[str, Any]) -> Iterator[Metric]:
             refusals.add_metric([name, reason], n)
     yield from (requests, tokens, spend, refusals)
 
+    # -- the shared state ([state]) -------------------------------------------------------
+
+    def _state(self) -> Iterator[Metric]:
+        state = getattr(self.engine, "state", None)
+        if state is None:
+            return
+        up = GaugeMetricFamily(
+            "coop_state_backend_up",
+            "1 while the shared state backend answers (0: serving on local state).",
+            labels=["backend"],
+        )
+        up.add_metric([state.name], 1 if getattr(state, "up", True) else 0)
+        fallback = CounterMetricFamily(
+            "coop_state_fallback",
+            "State operations served on local state because the backend did not answer.",
+            labels=["backend"],
+        )
+        fallback.add_metric([state.name], getattr(state, "fallbacks", 0))
+        yield from (up, fallback)
+        replicas = getattr(self.engine, "replicas", None)
+        if replicas is not None:
+            events = CounterMetricFamily(
+                "coop_state_events",
+                "Replica health events (circuits, key cooldowns and revocations) by outcome.",
+                labels=["outcome"],
+            )
+            events.add_metric(["published"], replicas.published)
+            events.add_metric(["applied"], replicas.applied)
+            events.add_metric(["dropped"], replicas.dropped)
+            yield events
+
 
 def _resources() -> Iterator[Metric]:
     usage = resource_usage()
