@@ -405,6 +405,8 @@ class GatewayApp:
             handler = self.run_service
         elif handler is None and scope["method"] == "GET" and path.startswith(_MODEL_PATHS):
             handler = self.model
+        elif handler is None and path.startswith("/v1/responses/"):
+            handler = self.stored_response if scope["method"] in ("GET", "DELETE") else None
         counted = handler in self._counted
         if counted:
             self.in_flight += 1
@@ -890,6 +892,14 @@ class GatewayApp:
             param="model",
             code="model_not_found",
         )
+
+    async def stored_response(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        """``GET``/``DELETE /v1/responses/{id}``: a response stored with ``store: true``."""
+        from ._responses import serve_stored
+
+        await serve_stored(self, scope, send, ctx)
 
     async def responses(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext

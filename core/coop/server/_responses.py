@@ -6,11 +6,18 @@ A Responses body is translated into the chat-completions body it means
 all work), and the chat answer is translated back: a ``response`` object
 (:func:`response_object`) or the Responses stream events (:class:`EventStream`).
 
-Stateless: nothing is stored, so ``previous_response_id``, ``store: true``,
-``conversation``, ``background`` and stored ``prompt`` templates are refused with
-a 400 naming the field (coop has no state backend for responses yet). A client
-that continues a conversation sends the whole input again, its ``function_call``
-items included, as the openai SDKs and the Agents SDK do with ``store=False``.
+Stateless by default: a response is stored only when the request says
+``store: true`` (OpenAI's default is true; coop's stays false, so nothing is kept
+that the client did not ask to keep). A stored response, with the conversation
+that led to it as chat messages, goes to the gateway's state backend
+(``[state]``: the embedded SQLite file, memory, or Redis) under namespace
+``responses`` for 30 days; ``previous_response_id`` prepends that conversation to
+the new input (the earlier ``instructions`` are not carried over, as on OpenAI),
+and ``GET``/``DELETE /v1/responses/{id}`` read and delete it. An unknown id is a
+404 naming it. Without a state backend both fields are refused with a 400 naming
+the field. ``conversation``, ``background`` and stored ``prompt`` templates are
+refused. A client that does not store sends the whole input again, its
+``function_call`` items included, as the openai SDKs do with ``store=False``.
 """
 
 from __future__ import annotations
@@ -70,7 +77,10 @@ _HOSTED_ITEMS = frozenset(
     }
 )
 _ROLES = ("user", "system", "developer", "assistant")
-_STATELESS = "coop's Responses API is stateless (there is no state backend for responses yet)"
+_STATELESS = "coop's Responses API is stateless here (no state backend to keep responses in)"
+#: Where stored responses live in the state backend, and for how long (OpenAI keeps 30 days).
+NAMESPACE = "responses"
+STORE_TTL = 30 * 24 * 3600.0
 
 
 def _bad(param: str, why: str, code: str = "invalid_value") -> HTTPError:
@@ -86,11 +96,17 @@ def _kind(value: Any) -> str:
 # -- request: Responses → chat ---------------------------------------------------------------
 
 
-def chat_body(data: Any, *, stream: bool) -> dict[str, Any]:
-    """The chat-completions body a Responses request means; a 400 names what cannot be."""
+def chat_body(
+    data: Any, *, stream: bool, previous: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The chat-completions body a Responses request means; a 400 names what cannot be.
+
+    ``previous`` is the stored conversation ``previous_response_id`` names (chat
+    messages), put after the instructions and before the new input.
+    """
     if not isinstance(data, dict):
         raise HTTPError(400, "request body must be a JSON object", code="invalid_json")
-    _refuse_state(data)
+    _refuse_state(data, continued=previous is not None)
     body: dict[str, Any] = {}
     model = data.get("model")
     if not isinstance(model, str) or not model:
@@ -103,11 +119,15 @@ def chat_body(data: Any, *, stream: bool) -> dict[str, Any]:
             messages.append({"role": "system", "content": instructions})
     elif instructions is not None:
         raise _bad("instructions", f"must be a string, got {_kind(instructions)}")
+    known_calls: set[str] = set()
+    for message in previous or ():
+        messages.append(message)
+        known_calls.update(c.get("id") for c in message.get("tool_calls") or ())
     given = data.get("input")
     if isinstance(given, str):
         messages.append({"role": "user", "content": given})
     elif isinstance(given, list):
-        messages += _input_messages(given)
+        messages += _input_messages(given, known_calls)
     else:
         raise _bad("input", f"required: a string or an array of input items, got {_kind(given)}")
     if not any(m["role"] != "system" for m in messages):
@@ -165,19 +185,20 @@ def chat_body(data: Any, *, stream: bool) -> dict[str, Any]:
     return body
 
 
-def _refuse_state(data: dict[str, Any]) -> None:
-    if data.get("previous_response_id") is not None:
+def _refuse_state(data: dict[str, Any], *, continued: bool = False) -> None:
+    """Type-check ``store``/``previous_response_id``; refuse what needs state coop has not."""
+    previous = data.get("previous_response_id")
+    if previous is not None and not isinstance(previous, str):
+        raise _bad("previous_response_id", f"must be a response id string, got {_kind(previous)}")
+    if previous is not None and not continued:
         raise _bad(
             "previous_response_id",
             f"{_STATELESS}; send the whole conversation in 'input' instead",
             "unsupported_parameter",
         )
-    if data.get("store") is True:
-        raise _bad(
-            "store",
-            f"{_STATELESS}; send store=false (or leave it out) and keep the conversation yourself",
-            "unsupported_parameter",
-        )
+    store = data.get("store")
+    if store is not None and not isinstance(store, bool):
+        raise _bad("store", f"must be a boolean, got {_kind(store)}")
     for name, why in (
         ("conversation", "send the whole conversation in 'input' instead"),
         ("prompt", "stored prompt templates need state; send the prompt in 'input'"),
@@ -192,9 +213,10 @@ def _refuse_state(data: dict[str, Any]) -> None:
         )
 
 
-def _input_messages(items: list[Any]) -> list[dict[str, Any]]:
+def _input_messages(items: list[Any], known_calls: set[str] | None = None) -> list[dict[str, Any]]:
+    """Input items → chat messages; ``known_calls``: call ids of the stored conversation."""
     messages: list[dict[str, Any]] = []
-    calls: set[str] = set()
+    calls: set[str] = set(known_calls or ())
     for i, item in enumerate(items):
         where = f"input[{i}]"
         if not isinstance(item, dict):
@@ -226,8 +248,9 @@ def _input_messages(items: list[Any]) -> list[dict[str, Any]]:
             if call_id not in calls:
                 raise _bad(
                     f"{where}.call_id",
-                    f"no function_call item with call_id {call_id!r} before it in 'input'; "
-                    f"{_STATELESS}, so send the function_call item back with its output",
+                    f"no function_call item with call_id {call_id!r} before it in 'input' "
+                    "(or in the response previous_response_id names); send the "
+                    "function_call item back with its output",
                 )
             output = item.get("output")
             if isinstance(output, list):
@@ -242,7 +265,8 @@ def _input_messages(items: list[Any]) -> list[dict[str, Any]]:
         elif kind == "item_reference":
             raise _bad(
                 f"{where}.type",
-                f"'item_reference' needs stored items; {_STATELESS}: send the item itself",
+                "'item_reference' items are not supported: send the item itself, or "
+                "continue a stored response with previous_response_id",
                 "unsupported_parameter",
             )
         elif kind in _HOSTED_ITEMS:
@@ -453,9 +477,9 @@ def _envelope(
         "model": model,
         "output": [],
         "parallel_tool_calls": data.get("parallel_tool_calls", True),
-        "previous_response_id": None,
+        "previous_response_id": data.get("previous_response_id"),
         "reasoning": None,
-        "store": False,
+        "store": data.get("store") is True,
         "temperature": data.get("temperature"),
         "text": {"format": (text or {}).get("format") or {"type": "text"}},
         "tool_choice": data.get("tool_choice", "auto"),
@@ -712,13 +736,83 @@ class EventStream:
 # -- the endpoint ------------------------------------------------------------------------------
 
 
+def _state(app: GatewayApp, field: str) -> Any:
+    """The gateway's state backend, or a 400 naming ``field`` when it has none."""
+    state = getattr(app, "state", None)
+    if state is None:
+        raise _bad(field, f"{_STATELESS}; configure [state] in coop.toml", "unsupported_parameter")
+    return state
+
+
+async def _load(app: GatewayApp, rid: str, field: str) -> dict[str, Any]:
+    """The stored response ``rid`` and its conversation; a 404 naming it when there is none."""
+    found = await _state(app, field).get(NAMESPACE, rid)
+    if not isinstance(found, dict) or found.get("deleted") or "response" not in found:
+        raise HTTPError(
+            404,
+            f"Response with id {rid!r} not found (stored only with store: true, "
+            "kept 30 days, gone once deleted).",
+            param=field if field != "id" else None,
+            code="response_not_found",
+        )
+    return found
+
+
+def _assistant_message(output: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A response's output items as the chat message they were (text and tool calls)."""
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in output:
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                if part.get("type") == "output_text":
+                    texts.append(str(part.get("text") or ""))
+        elif item.get("type") == "function_call":
+            calls.append(
+                {
+                    "id": item.get("call_id"),
+                    "type": "function",
+                    "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+                }
+            )
+    if not texts and not calls:
+        return None
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+async def _save(
+    app: GatewayApp, response: dict[str, Any], conversation: list[dict[str, Any]]
+) -> None:
+    """Store ``response`` with the chat messages that led to it and its own answer."""
+    answer = _assistant_message(response.get("output") or [])
+    messages = [*conversation, *([answer] if answer else [])]
+    await _state(app, "store").put(
+        NAMESPACE, response["id"], {"response": response, "messages": messages}, ttl=STORE_TTL
+    )
+
+
 async def serve_responses(
     app: GatewayApp, receive: Receive, send: Send, ctx: RequestContext
 ) -> None:
-    """``POST /v1/responses``: translate, plan and run as chat completions, translate back."""
+    """``POST /v1/responses``: translate, plan and run as chat completions, translate back;
+    with ``store: true`` keep the answer, with ``previous_response_id`` continue one."""
     data = await app._request_json(receive, ctx)
     stream = isinstance(data, dict) and data.get("stream") is True
-    plan = app._plan(ctx, chat_body(data, stream=stream))
+    previous: list[dict[str, Any]] | None = None
+    if isinstance(data, dict):
+        rid = data.get("previous_response_id")
+        if isinstance(rid, str):
+            previous = list((await _load(app, rid, "previous_response_id"))["messages"])
+        if data.get("store") is True:
+            _state(app, "store")
+    body = chat_body(data, stream=stream, previous=previous)
+    skip = 1 if body["messages"] and data.get("instructions") else 0  # instructions: not kept
+    conversation = [dict(m) for m in body["messages"][skip:]]
+    store = data.get("store") is True
+    plan = app._plan(ctx, body)
     dispatcher = app.dispatcher
     assert dispatcher is not None
     if ctx.admission is not None:
@@ -726,16 +820,39 @@ async def serve_responses(
     if plan.decision is not None:
         ctx.response_headers.append(_route_header(plan.decision))
     if stream:
-        await app._guard(receive, _stream(app, data, plan, send, ctx))
+        await app._guard(
+            receive, _stream(app, data, plan, send, ctx, conversation if store else None)
+        )
         return
     result = await app._guard(receive, dispatcher.run(plan))
     ctx.model, ctx.deployment = result.model, result.deployment
     ctx.response_headers += _coop_headers(result.model, result.deployment, result.cost)
-    await send_json(send, 200, response_object(data, result))
+    response = response_object(data, result)
+    if store:
+        await _save(app, response, conversation)
+    await send_json(send, 200, response)
+
+
+async def serve_stored(app: GatewayApp, scope: Any, send: Send, ctx: RequestContext) -> None:
+    """``GET /v1/responses/{id}`` (the stored response) and ``DELETE`` (forget it)."""
+    rid = scope["path"].rstrip("/").rsplit("/", 1)[-1]
+    if not rid or "/" in scope["path"].removeprefix("/v1/responses/").strip("/"):
+        raise HTTPError(404, f"no route {scope['path']}", code="not_found")
+    found = await _load(app, rid, "id")
+    if scope["method"] == "DELETE":
+        await _state(app, "id").put(NAMESPACE, rid, {"deleted": True}, ttl=STORE_TTL)
+        await send_json(send, 200, {"id": rid, "object": "response.deleted", "deleted": True})
+        return
+    await send_json(send, 200, found["response"])
 
 
 async def _stream(
-    app: GatewayApp, data: dict[str, Any], plan: Any, send: Send, ctx: RequestContext
+    app: GatewayApp,
+    data: dict[str, Any],
+    plan: Any,
+    send: Send,
+    ctx: RequestContext,
+    conversation: list[dict[str, Any]] | None = None,
 ) -> None:
     """The stream as Responses events; headers go out with the dispatcher's first item,
     so an error before it is an ordinary JSON error, one after it ``error`` +
@@ -780,5 +897,8 @@ async def _stream(
         return
     finally:
         await items.aclose()
-    await emit(events.complete(ctx.model or plan.target))
+    completed = events.complete(ctx.model or plan.target)
+    if conversation is not None:  # store: true; kept before the client hears it is done
+        await _save(app, events.envelope, conversation)
+    await emit(completed)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
