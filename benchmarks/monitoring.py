@@ -1,24 +1,36 @@
-"""What metrics cost: the gateway's req/s with ``[server] metrics = true`` vs ``false``,
+"""What monitoring costs: the gateway's req/s with monitoring off, on, and on with tracing,
 side by side in one run against one fast fake upstream.
 
-    python benchmarks/monitoring.py                  # ~1 minute
+    python benchmarks/monitoring.py                  # ~2 minutes
     python benchmarks/monitoring.py --seconds 10 --rounds 5
-    python benchmarks/monitoring.py --instructions   # callgrind's count instead (~3 minutes)
+    python benchmarks/monitoring.py --instructions   # callgrind's count instead (~5 minutes)
 
-Target (issue 13): under 5% difference. Two ``coop serve`` processes (1 worker, access
-log off), identical but for ``[server] metrics``; load from ``wrk`` when installed, else
-the aiohttp load generator of ``gateway.py``. Rounds are interleaved (on, off, off, on...)
-and the medians compared, because the machine is shared and its speed drifts. While the
-"on" gateway is loaded, ``/metrics`` is scraped once a second (a Prometheus scraping every
-15 s costs less), so the figure includes exposition and the resource monitor.
-``--instructions`` counts instructions per request of both under callgrind, as
-``instructions.py`` does: steady where req/s on a shared machine is not.
+Target (issue 13): under 5% difference between monitoring on and off. Three ``coop serve``
+processes (1 worker), identical but for monitoring:
+
+- ``off``: ``[server] metrics = false``, ``access_log = "off"``, no alert rules, no tracing;
+- ``on``: metrics, the text access log (the default; to the server's log file), two alert
+  rules evaluated every second, and ``/metrics`` scraped once a second while it is loaded
+  (a Prometheus scraping every 15 s costs less), so exposition and the resource monitor count;
+- ``on+tracing``: the same plus ``[monitoring] tracing = true``: every request makes its
+  spans (server, model call, upstream attempt) and exports them in batches over OTLP/HTTP
+  to a sink in this process (``console`` to the log file when the OTLP exporter is not
+  installed; the line printed says which).
+
+Load comes from ``wrk`` (a separate C process) when installed, else the aiohttp load
+generator of ``gateway.py`` in its own process. Rounds are interleaved in a rotating
+order (off, on, tracing; on, tracing, off; ...) and the medians compared, because the
+machine is shared and its speed drifts. ``--instructions`` counts instructions per request
+of each under callgrind, as ``instructions.py`` does: steady where req/s on a shared
+machine is not.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.server
+import importlib.util
 import shutil
 import statistics
 import sys
@@ -32,24 +44,94 @@ from pathlib import Path
 from _upstream import fake_upstream, free_port
 from gateway import Result, Target, coop_config, measure, process
 
+#: The three gateways compared, in the order they are reported.
+MODES = ("off", "on", "on+tracing")
 
-def serve_command(folder: Path, upstream: str, *, metrics: bool) -> tuple[list[str], int]:
-    """``coop serve`` on a free port with ``[server] metrics`` set; (command, port)."""
+_ALERTS = """
+[monitoring]
+interval = 1
+{tracing}
+[[monitoring.alerts]]
+name = "m-failing"
+metric = "error_rate"
+labels = {{ model = "m" }}
+threshold = 0.2
+window = 60
+
+[[monitoring.alerts]]
+name = "m-slow"
+metric = "latency_p99_ms"
+labels = {{ model = "m" }}
+threshold = 2000
+window = 60
+"""
+
+
+def otlp_installed() -> bool:
+    try:
+        spec = importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    except ImportError:
+        return False
+    return spec is not None
+
+
+def serve_command(
+    folder: Path, upstream: str, mode: str, collector: str | None = None
+) -> tuple[list[str], int]:
+    """``coop serve`` on a free port with monitoring ``mode``; (command, port)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = coop_config(folder, upstream, port)
     text = config.read_text(encoding="utf-8")
-    switch = f'access_log = "off"\nmetrics = {str(metrics).lower()}\n'
-    config.write_text(text.replace('access_log = "off"\n', switch), encoding="utf-8")
+    if mode == "off":
+        text = text.replace('access_log = "off"\n', 'access_log = "off"\nmetrics = false\n')
+    else:
+        text = text.replace('access_log = "off"\n', 'access_log = "text"\nmetrics = true\n')
+        tracing = ""
+        if mode == "on+tracing":
+            tracing = "tracing = true\n"
+            if collector is not None:
+                tracing += f'tracing_exporter = "otlp"\ntracing_endpoint = "{collector}"\n'
+            else:
+                tracing += 'tracing_exporter = "console"\n'
+        text += _ALERTS.format(tracing=tracing)
+    config.write_text(text, encoding="utf-8")
     return [sys.executable, "-m", "coop", "serve", "--config", str(config)], port
 
 
 @contextlib.contextmanager
-def coop_server(folder: Path, upstream: str, *, metrics: bool) -> Iterator[Target]:
-    cmd, port = serve_command(folder, upstream, metrics=metrics)
+def coop_server(
+    folder: Path, upstream: str, mode: str, collector: str | None = None
+) -> Iterator[Target]:
+    cmd, port = serve_command(folder, upstream, mode, collector)
     with process(cmd, port=port, log=folder / "coop.log") as proc:
-        name = "metrics on" if metrics else "metrics off"
-        yield Target(name, f"http://127.0.0.1:{port}/v1", pid=proc.pid)
+        yield Target(mode, f"http://127.0.0.1:{port}/v1", pid=proc.pid)
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[tuple[str, list[int]]]:
+    """An OTLP/HTTP traces receiver that accepts and drops; yields (URL, body sizes)."""
+    sizes: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            sizes.append(len(self.rfile.read(int(self.headers.get("content-length", 0)))))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces", sizes
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.contextmanager
@@ -76,24 +158,31 @@ def scraping(target: Target, every: float) -> Iterator[list[int]]:
 def count_instructions(requests: int, connections: int) -> int:
     from instructions import instructions
 
-    counts: dict[bool, int] = {}
-    with tempfile.TemporaryDirectory(prefix="coop-mon-") as tmp, fake_upstream() as upstream:
-        for metrics in (True, False):
-            folder = Path(tmp) / str(metrics)
-            cmd, port = serve_command(folder, upstream, metrics=metrics)
-            counts[metrics] = instructions(cmd, port, folder, requests, connections)
-    on, off = counts[True] / requests, counts[False] / requests
+    counts: dict[str, float] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="coop-mon-") as tmp,
+        fake_upstream() as upstream,
+        otlp_sink() as (collector, _),
+    ):
+        for mode in MODES:
+            folder = Path(tmp) / mode.replace("+", "-")
+            use = collector if otlp_installed() else None
+            cmd, port = serve_command(folder, upstream, mode, use)
+            counts[mode] = instructions(cmd, port, folder, requests, connections) / requests
+    off = counts["off"]
     print(f"{requests} requests at {connections} connections, counted by callgrind")
-    print(f"  metrics on   {on:12,.0f} instructions/request")
-    print(f"  metrics off  {off:12,.0f} instructions/request")
-    print(f"  cost of metrics: {(on - off) / off * 100:+.1f}% (target < 5%)")
+    for mode in MODES:
+        print(
+            f"  {mode:11} {counts[mode]:12,.0f} instructions/request  "
+            f"{(counts[mode] - off) / off * 100:+6.1f}% vs off"
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
-    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (median reported)")
+    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (median reported)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--scrape-every", type=float, default=1.0, help="seconds between scrapes")
     p.add_argument("--instructions", action="store_true", help="count instructions (callgrind)")
@@ -102,21 +191,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.instructions:
         return count_instructions(args.requests, args.connections)
     use_wrk = shutil.which("wrk") is not None
-    results: dict[str, list[Result]] = {"metrics on": [], "metrics off": []}
+    results: dict[str, list[Result]] = {mode: [] for mode in MODES}
     scrapes: list[int] = []
-    with tempfile.TemporaryDirectory(prefix="coop-mon-") as tmp, fake_upstream() as upstream:
+    with (
+        tempfile.TemporaryDirectory(prefix="coop-mon-") as tmp,
+        fake_upstream() as upstream,
+        otlp_sink() as (collector, exported),
+    ):
         folder = Path(tmp)
-        with (
-            coop_server(folder / "on", upstream, metrics=True) as on,
-            coop_server(folder / "off", upstream, metrics=False) as off,
-        ):
-            for target in (on, off):  # warm up
+        exporter = "otlp" if otlp_installed() else "console"
+        with contextlib.ExitStack() as servers:
+            targets = [
+                servers.enter_context(
+                    coop_server(
+                        folder / mode.replace("+", "-"),
+                        upstream,
+                        mode,
+                        collector if exporter == "otlp" else None,
+                    )
+                )
+                for mode in MODES
+            ]
+            for target in targets:  # warm up
                 measure(target, args.connections, 1.0, use_wrk)
             for i in range(args.rounds):
-                order = (on, off) if i % 2 == 0 else (off, on)
-                for target in order:
+                shift = i % len(targets)
+                for target in targets[shift:] + targets[:shift]:
                     with contextlib.ExitStack() as stack:
-                        if target is on:
+                        if target.name != "off":
                             scrapes += stack.enter_context(scraping(target, args.scrape_every))
                         r = measure(target, args.connections, args.seconds, use_wrk)
                     results[target.name].append(r)
@@ -128,18 +230,24 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.2)
     rps = {name: statistics.median(r.rps for r in rs) for name, rs in results.items()}
     cpu = {name: statistics.median(r.cpu_us for r in rs) for name, rs in results.items()}
-    diff = (rps["metrics off"] - rps["metrics on"]) / rps["metrics off"] * 100
-    cpu_diff = (cpu["metrics on"] - cpu["metrics off"]) / cpu["metrics off"] * 100
     print(
         f"\nmedian of {args.rounds} rounds, {args.connections} connections, "
-        f"{'wrk' if use_wrk else 'aiohttp loadgen'}:"
+        f"{'wrk' if use_wrk else 'aiohttp loadgen'}; tracing exported with {exporter}:"
     )
-    for name in results:
-        print(f"  {name:11} {rps[name]:9.0f} req/s  {cpu[name]:6.0f} us CPU/request")
-    print(f"  req/s cost of metrics: {diff:+.1f}% (target < 5%); CPU/request {cpu_diff:+.1f}%")
+    for name in MODES:
+        rps_diff = (rps["off"] - rps[name]) / rps["off"] * 100
+        cpu_diff = (cpu[name] - cpu["off"]) / cpu["off"] * 100
+        print(
+            f"  {name:11} {rps[name]:9.0f} req/s ({-rps_diff:+5.1f}%)  "
+            f"{cpu[name]:6.0f} us CPU/request ({cpu_diff:+5.1f}%)"
+        )
+    cost = (rps["off"] - rps["on"]) / rps["off"] * 100
+    print(f"  req/s cost of monitoring: {cost:+.1f}% (target < 5%)")
     if scrapes:
         print(f"  /metrics scraped {len(scrapes)} times under load, {scrapes[-1]} bytes each")
-    return 0 if diff < 5 else 1
+    if exported:
+        print(f"  OTLP: {len(exported)} batches, {sum(exported) / 1e6:.1f} MB of spans exported")
+    return 0 if cost < 5 else 1
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ EXPORTERS = ("otlp", "console", "none")
 EXTRA = "pip install 'llm-coop[tracing]'"
 _OTLP = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
-#: What the engine call being made is (operation, request): read by its attempt spans.
-_CALL: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar(
+#: The engine call being made (operation, its gen_ai.request.* attributes): read by
+#: its attempt spans.
+_CALL: contextvars.ContextVar[tuple[str, dict[str, Any]] | None] = contextvars.ContextVar(
     "coop_tracing_call", default=None
 )
 
@@ -154,7 +155,7 @@ class Tracing:
             source = self.provider = TracerProvider(resource=resource)
             self.provider.add_span_processor(BatchSpanProcessor(span_exporter))
         self.tracer = source.get_tracer("coop", __version__)
-        self._servers: dict[str, tuple[str, int] | None] = {}
+        self._deployments: dict[str, dict[str, Any]] = {}
 
     def shutdown(self) -> None:
         """Flush and stop the exporter coop made (nothing when spans go to the global one)."""
@@ -255,14 +256,15 @@ class Tracing:
     ) -> None:
         span, token = handle
         self._context.detach(token)
-        span.set_attribute("http.response.status_code", status)
+        out: dict[str, Any] = {"http.response.status_code": status}
         if model:
-            span.set_attribute("coop.model", model)
+            out["coop.model"] = model
         if deployment:
-            span.set_attribute("coop.deployment", deployment)
+            out["coop.deployment"] = deployment
         if status >= 500 or status == 0:
-            span.set_attribute("error.type", str(status) if status else "no_response")
+            out["error.type"] = str(status) if status else "no_response"
             span.set_status(self._status(self._error))
+        span.set_attributes(out)
         span.end()
 
     # -- the dispatcher: route and cooperation spans -------------------------------------
@@ -328,14 +330,17 @@ class Tracing:
     @staticmethod
     def _cooperation_result(span: Any, result: Any) -> None:
         outcome = result.cooperation
-        span.set_attribute("gen_ai.usage.input_tokens", outcome.prompt_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", outcome.completion_tokens)
-        span.set_attribute("coop.cost_usd", float(outcome.cost))
-        span.set_attribute("coop.cooperation.answered", sum(o.success for o in outcome.outputs))
-        span.set_attribute("coop.cooperation.failed", len(outcome.failed))
-        span.set_attribute("coop.cooperation.extra_calls", len(outcome.extra_calls))
+        out = {
+            "gen_ai.usage.input_tokens": outcome.prompt_tokens,
+            "gen_ai.usage.output_tokens": outcome.completion_tokens,
+            "coop.cost_usd": float(outcome.cost),
+            "coop.cooperation.answered": sum(o.success for o in outcome.outputs),
+            "coop.cooperation.failed": len(outcome.failed),
+            "coop.cooperation.extra_calls": len(outcome.extra_calls),
+        }
         if outcome.confidence is not None:
-            span.set_attribute("coop.cooperation.confidence", float(outcome.confidence))
+            out["coop.cooperation.confidence"] = float(outcome.confidence)
+        span.set_attributes(out)
 
     # -- the engine: one span per model call, one CLIENT span per upstream attempt -------
 
@@ -344,28 +349,42 @@ class Tracing:
         chat, embed, stream_chat, run = engine.chat, engine.embed, engine.stream_chat, engine._run
 
         async def traced_chat(request: Any, *, model: str | None = None, **kwargs: Any) -> Any:
-            name = model or request.model
-            span = self._call_span("chat", name, request)
-            mark = _CALL.set(("chat", request))
+            params = _request_attributes(request)
+            span = self._call_span("chat", model or request.model, params)
+            mark = _CALL.set(("chat", params))
             try:
                 with self._current(span):
                     result = await chat(request, model=model, **kwargs)
-                    self._chat_result(span, result, result.response, result.usage)
+                    out = {
+                        "coop.model": result.model,
+                        "coop.deployment": result.deployment,
+                        "gen_ai.provider.name": result.provider,
+                        "gen_ai.system": result.provider,
+                        "coop.attempts": result.attempts,
+                        "coop.cost_usd": float(result.cost),
+                    }
+                    _response(out, result.response)
+                    _usage(out, result.usage)
+                    span.set_attributes(out)
                     return result
             finally:
                 _CALL.reset(mark)
 
         async def traced_embed(request: Any, **kwargs: Any) -> Any:
-            span = self._call_span("embeddings", request.model, None)
-            mark = _CALL.set(("embeddings", None))
+            span = self._call_span("embeddings", request.model, {})
+            mark = _CALL.set(("embeddings", {}))
             try:
                 with self._current(span):
                     result = await embed(request, **kwargs)
-                    span.set_attribute("coop.model", result.model)
-                    span.set_attribute("coop.deployment", result.deployment)
-                    span.set_attribute("coop.attempts", result.attempts)
-                    span.set_attribute("gen_ai.usage.input_tokens", result.prompt_tokens)
-                    span.set_attribute("coop.cost_usd", float(result.cost))
+                    span.set_attributes(
+                        {
+                            "coop.model": result.model,
+                            "coop.deployment": result.deployment,
+                            "coop.attempts": result.attempts,
+                            "gen_ai.usage.input_tokens": result.prompt_tokens,
+                            "coop.cost_usd": float(result.cost),
+                        }
+                    )
                     return result
             finally:
                 _CALL.reset(mark)
@@ -378,26 +397,25 @@ class Tracing:
             on_finish: Callable[[Any, float], None] | None = None,
             **kwargs: Any,
         ) -> AsyncIterator[Any]:
-            name = model or request.model
-            span = self._call_span("chat", name, request)
-            span.set_attribute("coop.stream", True)
+            params = _request_attributes(request)
+            span = self._call_span("chat", model or request.model, {**params, "coop.stream": True})
 
             def started(deployment: str, used: str) -> None:
-                span.set_attribute("coop.model", used)
-                span.set_attribute("coop.deployment", deployment)
+                span.set_attributes({"coop.model": used, "coop.deployment": deployment})
                 if on_start is not None:
                     on_start(deployment, used)
 
             def finished(usage: Any, cost: float) -> None:
-                self._usage(span, usage)
-                span.set_attribute("coop.cost_usd", float(cost))
+                out: dict[str, Any] = {"coop.cost_usd": float(cost)}
+                _usage(out, usage)
+                span.set_attributes(out)
                 if on_finish is not None:
                     on_finish(usage, cost)
 
             inner = stream_chat(
                 request, model=model, on_start=started, on_finish=finished, **kwargs
             )
-            return self._iterate(span, inner, ("chat", request))
+            return self._iterate(span, inner, ("chat", params))
 
         async def traced_run(name: str, runner: Any, until: float | None = None) -> Any:
             return await run(name, self._attempts(runner), until)
@@ -405,106 +423,100 @@ class Tracing:
         engine.chat, engine.embed = traced_chat, traced_embed
         engine.stream_chat, engine._run = traced_stream_chat, traced_run
 
-    def _call_span(self, operation: str, model: str, request: Any) -> Any:
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.request.model": model,
-        }
-        if request is not None:
-            self._request_attributes(attributes, request)
+    def _call_span(self, operation: str, model: str, params: dict[str, Any]) -> Any:
+        attributes = {"gen_ai.operation.name": operation, "gen_ai.request.model": model, **params}
         return self.tracer.start_span(f"{operation} {model}", attributes=attributes)
 
-    @staticmethod
-    def _request_attributes(attributes: dict[str, Any], request: Any) -> None:
-        for field, key in _REQUEST_PARAMS:
-            value = getattr(request, field, None)
-            if _given(value) and isinstance(value, int | float) and not isinstance(value, bool):
-                attributes[key] = value
-        stop = getattr(request, "stop", None)
-        if isinstance(stop, str):
-            attributes["gen_ai.request.stop_sequences"] = [stop]
-        elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-            attributes["gen_ai.request.stop_sequences"] = stop
-
-    def _chat_result(self, span: Any, result: Any, response: Any, usage: Any) -> None:
-        span.set_attribute("coop.model", result.model)
-        span.set_attribute("coop.deployment", result.deployment)
-        span.set_attribute("gen_ai.provider.name", result.provider)
-        span.set_attribute("gen_ai.system", result.provider)
-        span.set_attribute("coop.attempts", result.attempts)
-        span.set_attribute("coop.cost_usd", float(result.cost))
-        self._response(span, response)
-        self._usage(span, usage)
-
-    @staticmethod
-    def _usage(span: Any, usage: Any) -> None:
-        if usage is None or usage is UNSET:
-            return
-        if _given(usage.prompt_tokens):
-            span.set_attribute("gen_ai.usage.input_tokens", int(usage.prompt_tokens))
-        if _given(usage.completion_tokens):
-            span.set_attribute("gen_ai.usage.output_tokens", int(usage.completion_tokens))
-        if getattr(usage, "estimated", False):
-            span.set_attribute("coop.usage.estimated", True)
-
-    def _response(self, span: Any, response: Any) -> None:
-        model = getattr(response, "model", None)
-        if isinstance(model, str) and model:
-            span.set_attribute("gen_ai.response.model", model)
-        ident = getattr(response, "id", None)
-        if isinstance(ident, str) and ident:
-            span.set_attribute("gen_ai.response.id", ident)
-        choices = getattr(response, "choices", None)
-        if isinstance(choices, list):
-            reasons = [c.finish_reason for c in choices if isinstance(c.finish_reason, str)]
-            if reasons:
-                span.set_attribute("gen_ai.response.finish_reasons", reasons)
-
-    def _server(self, deployment: Any) -> tuple[str, int] | None:
-        key = deployment.id
-        if key not in self._servers:
-            self._servers[key] = _server_of(deployment.provider)
-        return self._servers[key]
-
-    def _attempts(self, runner: Any) -> Any:
-        """``runner`` with a CLIENT span around each upstream attempt."""
-        operation, request = _CALL.get() or ("chat", None)
-        count = 0
-
-        async def attempt(deployment: Any, call: Any, seconds: float) -> Any:
-            nonlocal count
-            count += 1
+    def _deployment(self, deployment: Any) -> dict[str, Any]:
+        """The attributes an attempt on ``deployment`` always has (made once per deployment)."""
+        known = self._deployments.get(deployment.id)
+        if known is None:
             provider = type(deployment.provider).name
-            attributes: dict[str, Any] = {
-                "gen_ai.operation.name": operation,
+            known = {
                 "gen_ai.provider.name": provider,
                 "gen_ai.system": provider,
                 "gen_ai.request.model": deployment.path,
                 "coop.model": deployment.model,
                 "coop.deployment": deployment.id,
                 "coop.endpoint": deployment.endpoint,
+            }
+            server = _server_of(deployment.provider)
+            if server is not None:
+                known["server.address"], known["server.port"] = server
+            self._deployments[deployment.id] = known
+        return known
+
+    def _attempts(self, runner: Any) -> Any:
+        """``runner`` with a CLIENT span around each upstream attempt."""
+        operation, params = _CALL.get() or ("chat", {})
+        count = 0
+
+        async def attempt(deployment: Any, call: Any, seconds: float) -> Any:
+            nonlocal count
+            count += 1
+            attributes = {
+                "gen_ai.operation.name": operation,
+                **params,
+                **self._deployment(deployment),
                 "coop.attempt": count,
             }
-            if request is not None:
-                self._request_attributes(attributes, request)
-            server = self._server(deployment)
-            if server is not None:
-                attributes["server.address"], attributes["server.port"] = server
             span = self.tracer.start_span(
                 f"{operation} {deployment.path}", kind=self._kinds.CLIENT, attributes=attributes
             )
             with self._current(span):
                 result = await runner(deployment, call, seconds)
+                out: dict[str, Any] = {}
                 if isinstance(result, tuple):  # a stream: (iterator, first chunk)
-                    self._response(span, result[1])
+                    _response(out, result[1])
                 else:
-                    self._response(span, result)
+                    _response(out, result)
                     usage = getattr(result, "usage", None)
                     if usage is not None and not isinstance(usage, int | float | str):
-                        self._usage(span, usage)
+                        _usage(out, usage)
                     tokens = getattr(result, "prompt_tokens", None)
                     if isinstance(tokens, int):  # embeddings
-                        span.set_attribute("gen_ai.usage.input_tokens", tokens)
+                        out["gen_ai.usage.input_tokens"] = tokens
+                span.set_attributes(out)
                 return result
 
         return attempt
+
+
+def _request_attributes(request: Any) -> dict[str, Any]:
+    """The client's generation parameters as ``gen_ai.request.*`` attributes."""
+    attributes: dict[str, Any] = {}
+    for field, key in _REQUEST_PARAMS:
+        value = getattr(request, field, None)
+        if _given(value) and isinstance(value, int | float) and not isinstance(value, bool):
+            attributes[key] = value
+    stop = getattr(request, "stop", None)
+    if isinstance(stop, str):
+        attributes["gen_ai.request.stop_sequences"] = [stop]
+    elif isinstance(stop, list) and stop and all(isinstance(s, str) for s in stop):
+        attributes["gen_ai.request.stop_sequences"] = stop
+    return attributes
+
+
+def _usage(out: dict[str, Any], usage: Any) -> None:
+    if usage is None or usage is UNSET:
+        return
+    if _given(usage.prompt_tokens):
+        out["gen_ai.usage.input_tokens"] = int(usage.prompt_tokens)
+    if _given(usage.completion_tokens):
+        out["gen_ai.usage.output_tokens"] = int(usage.completion_tokens)
+    if getattr(usage, "estimated", False):
+        out["coop.usage.estimated"] = True
+
+
+def _response(out: dict[str, Any], response: Any) -> None:
+    model = getattr(response, "model", None)
+    if isinstance(model, str) and model:
+        out["gen_ai.response.model"] = model
+    ident = getattr(response, "id", None)
+    if isinstance(ident, str) and ident:
+        out["gen_ai.response.id"] = ident
+    choices = getattr(response, "choices", None)
+    if isinstance(choices, list):
+        reasons = [c.finish_reason for c in choices if isinstance(c.finish_reason, str)]
+        if reasons:
+            out["gen_ai.response.finish_reasons"] = reasons
