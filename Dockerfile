@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # coop's gateway image: the core, every built-in plugin and the Redis client.
 #
 #   docker build -t coop:0.1.0 .
@@ -14,7 +13,8 @@ ARG PYTHON_VERSION=3.11
 
 # -- build: wheels of the core, every plugin and every dependency -----------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip's cache stays in this stage (the build backend is fetched once, not per plugin).
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY core ./core

@@ -102,6 +102,24 @@ def test_compose_runs_two_replicas_on_redis_behind_a_balancer() -> None:
     assert "./nginx.conf" in mounted and (DEPLOY / "nginx.conf").is_file()
 
 
+@pytest.mark.skipif(
+    not shutil.which("docker-compose"),
+    reason="docker-compose is not installed (Debian: docker-compose)",
+)
+def test_docker_compose_config(tmp_path: Path) -> None:
+    """Compose's own check (``docker-compose config``, no daemon needed): the file
+    resolves, and it will not resolve without COOP_API_KEY."""
+    env = {k: v for k, v in os.environ.items() if k != "COOP_API_KEY"}
+    command = ["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config"]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "COOP_API_KEY" in refused.stderr
+    env["COOP_API_KEY"] = "sk-deploy-test"
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    assert set(resolved["services"]) == {"redis", "lb", *coop_services(compose())}
+
+
 def test_nginx_sends_to_each_replica() -> None:
     text = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
     upstream = re.search(r"upstream coop \{(.*?)\}", text, re.S)
