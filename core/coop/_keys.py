@@ -158,12 +158,14 @@ class KeyUsage:
 class _Tally:
     """What one request's upstream calls used (filled by :meth:`KeyManager.tap`)."""
 
-    __slots__ = ("completion_tokens", "cost", "prompt_tokens")
+    __slots__ = ("completion_tokens", "cost", "prompt_tokens", "refused")
 
     def __init__(self) -> None:
         self.cost = 0.0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        #: Refused by the key's own rules after admission (a model, tpm): not a request.
+        self.refused = False
 
 
 @attrs.define(eq=False)
@@ -552,6 +554,9 @@ class KeyManager:
             )
 
     def _refused(self, record: KeyRecord, reason: str) -> None:
+        tally = _CURRENT.get(None)
+        if tally is not None:
+            tally.refused = True
         stats = self.stats.get(record.name)
         if stats is None:
             stats = self.stats[record.name] = KeyStats()
@@ -658,6 +663,8 @@ class KeyManager:
         if stats is None:
             stats = self.stats[record.name] = KeyStats()
         tokens = tally.prompt_tokens + tally.completion_tokens
+        if tally.refused:  # counted in refusals; nothing was called
+            return
         stats.requests += 1
         stats.prompt_tokens += tally.prompt_tokens
         stats.completion_tokens += tally.completion_tokens
