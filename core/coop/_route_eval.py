@@ -190,6 +190,9 @@ class RoutingReport:
             lines.append(f"router raised on {len(self.errors)} rows")
         if self.outcomes is not None:
             lines += ["", _format_outcomes(self.outcomes)]
+            if not self.typed_rows and not self.per_tier:  # outcome rows only: no labels
+                del lines[1:3]
+                return "\n".join(lines)
         lines += ["", _table(["task type", "n", "correct", "accuracy"], self._type_rows())]
         lines += ["", _table(["tier", "n", "correct", "accuracy"], self._tier_rows())]
         lines += ["", "confusion (rows: gold, columns: predicted)", self._confusion_table()]

@@ -26,7 +26,13 @@ from ._model import OutcomeModel
 __all__ = ["DEFAULTS", "cross_validate", "read_outcome_rows", "train"]
 
 #: Training settings (recorded in the model file).
-DEFAULTS: dict[str, Any] = {"iterations": 200, "learning_rate": 0.5, "l2": 1e-4, "seed": 0}
+DEFAULTS: dict[str, Any] = {
+    "iterations": 200,
+    "learning_rate": 0.5,
+    "l2": 1e-4,
+    "seed": 0,
+    "calibrate_held_out": True,
+}
 #: Training rows whose predictions are kept in the file to turn shares into thresholds.
 CALIBRATION_ROWS = 2000
 #: Completion tokens assumed per call when turning prices into a cost per call.
@@ -193,12 +199,42 @@ def train(
         "training": opts,
     }
     model = OutcomeModel(models, table, biases, fs, info)
-    sample = list(range(len(rows)))
-    random.Random(opts["seed"]).shuffle(sample)
-    texts = [_text(rows[i]) for i in sorted(sample[:CALIBRATION_ROWS])]
-    predicted = [model.predict(t) for t in texts]
-    model.calibration = {m: [p[m] for p in predicted] for m in models}
+    model.calibration = _calibration(rows, model, fs, opts, progress)
     return model
+
+
+def _calibration(
+    rows: list[dict[str, Any]],
+    model: OutcomeModel,
+    fs: dict[str, Any],
+    opts: dict[str, Any],
+    progress: Callable[[str], None] | None,
+) -> dict[str, list[float]]:
+    """Predictions on up to :data:`CALIBRATION_ROWS` rows, each made by a model that did
+    not see it (2-fold): in-sample predictions are more spread out than those on new
+    prompts, so a share of strong calls set on them would not hold in traffic."""
+    order = list(range(len(rows)))
+    random.Random(opts["seed"]).shuffle(order)
+    sample = order[:CALIBRATION_ROWS]
+    if len(rows) < 20 or not opts.get("calibrate_held_out", True):
+        predicted = [model.predict(_text(rows[i])) for i in sample]
+    else:
+        halves = [order[0::2], order[1::2]]
+        by_row: dict[int, dict[str, float]] = {}
+        for k, half in enumerate(halves):
+            other = halves[1 - k]
+            wanted = [i for i in sample if i in set(other)]
+            part = train(
+                [rows[i] for i in half],
+                feature_settings=fs,
+                **{**opts, "calibrate_held_out": False},
+            )
+            for i in wanted:
+                by_row[i] = part.predict(_text(rows[i]))
+        predicted = [by_row[i] for i in sample]
+        if progress:
+            progress(f"calibration: {len(sample)} held-out predictions (2-fold)")
+    return {m: [p.get(m, 0.0) for p in predicted] for m in model.models}
 
 
 def cost_per_call(
@@ -247,7 +283,10 @@ def cross_validate(
     figures: list[dict[str, float]] = []
     for k, test in enumerate(parts):
         held = set(test)
-        model = train([rows[i] for i in order if i not in held], **settings)
+        model = train(
+            [rows[i] for i in order if i not in held],
+            **{**settings, "calibrate_held_out": False},
+        )
         both = [
             rows[i] for i in test if weak in rows[i]["outcomes"] and strong in rows[i]["outcomes"]
         ]
