@@ -266,6 +266,20 @@ def served(port: int) -> int:
     return int(r.json()["metrics"]["total"]["requests"])
 
 
+def redis_commands(url: str | None) -> int:
+    """Commands the redis-server has processed so far (0 without Redis); the status
+    reads of this script add a few."""
+    if url is None:
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     with contextlib.suppress(OSError):
@@ -327,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         for port in targets.values():
             load(f"http://127.0.0.1:{port}/v1/chat/completions", 4, 1, use_wrk)
         spread: list[tuple[int, int]] = []
+        commands_before = redis_commands(redis_url)
         for _ in range(args.rounds):
             for name, port in targets.items():
                 before = (served(first), served(second))
@@ -341,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 if port == lb_two:
                     after = (served(first), served(second))
                     spread.append((after[0] - before[0], after[1] - before[1]))
+        commands = redis_commands(redis_url) - commands_before
     summary = {}
     for name, runs in results.items():
         summary[name] = {
@@ -359,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     shares = ", ".join(f"{a}/{b}" for a, b in spread)
     print(f"\nrequests served by coop-1/coop-2 in each two-replica round: {shares}")
+    if redis_url:
+        total = sum(s["requests"] for s in summary.values())
+        print(f"Redis commands per request (all targets): {commands / max(total, 1):.2f}")
     if args.json:
         print(json.dumps({"summary": summary, "spread": spread, "state": args.state}))
     return 0

@@ -10,6 +10,7 @@ coop's own loader, and the image's start command and healthcheck work on a real
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ import httpx
 import jsonschema
 import pytest
 import yaml
+from redis_server import RedisServer, redis_server_auth_fixture  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -367,3 +369,84 @@ def test_the_image_command_and_healthcheck_on_a_real_gateway(tmp_path: Path) -> 
         server.terminate()
         server.wait(timeout=30)
     assert server.returncode == 0  # a drained SIGTERM is a clean exit for the orchestrator
+
+
+def test_two_replicas_of_the_deployed_config_share_keys_on_redis(
+    tmp_path: Path, redis_server_auth: RedisServer
+) -> None:
+    """deploy/coop.toml as compose and Kubernetes run it: two replicas on one Redis with a
+    password (COOP_REDIS_URL as the manifest builds it). A managed key made with
+    ``coop keys create`` against the same config works on both replicas; the static key
+    too."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BASE_URL", "API_KEY")}
+    env |= {
+        "COOP_API_KEY": "sk-deploy-static",
+        "COOP_REDIS_URL": redis_server_auth.url,
+        "XDG_DATA_HOME": str(tmp_path),
+    }
+    config = str(DEPLOY / "coop.toml")
+    ports = [free_port(), free_port()]
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "coop", "serve", "--config", config, "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for port in ports
+    ]
+    try:
+        for server, port in zip(servers, ports, strict=True):
+            wait_ready(server, port)
+        create = ["keys", "create", "--name", "team-a", "--json", "--config", config]
+        created = subprocess.run(
+            [sys.executable, "-m", "coop", *create],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert created.returncode == 0, created.stderr
+        managed = json.loads(created.stdout)["key"]
+        body = {"model": "sim-light", "messages": [{"role": "user", "content": "hi"}]}
+        for port in ports:
+            for key in (managed, "sk-deploy-static"):
+                deadline = time.monotonic() + 5  # a replica syncs keys every sync_interval
+                while True:
+                    reply = httpx.post(
+                        f"http://127.0.0.1:{port}/v1/chat/completions",
+                        json=body,
+                        headers={"authorization": f"Bearer {key}"},
+                        timeout=30,
+                    )
+                    if reply.status_code == 200 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+                assert reply.status_code == 200, (port, reply.text)
+            refused = httpx.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json=body,
+                headers={"authorization": "Bearer sk-not-a-key"},
+                timeout=30,
+            )
+            assert refused.status_code == 401
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
+
+
+def wait_ready(server: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(server.stderr.read() if server.stderr else "exited")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"no replica ready on port {port}")
