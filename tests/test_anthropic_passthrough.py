@@ -14,11 +14,11 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from coop import SystemConfig
+from coop import Dispatcher, SystemConfig, ValidationError, parse_chat_request
 from fakes import FakeAnthropic, FakeOpenAI, Fault
 from fakes.anthropic_upstream import _event
 from fakes.http import JsonReply, StreamReply, dumps
-from test_gateway import BOUND, Gateway, serve_in_thread
+from test_gateway import BOUND, PLUGINS, Gateway, serve_in_thread
 
 GATEWAY_KEY = "sk-gw-client-key-0001"
 KEY_A = "sk-ant-upstream-aaaa-0123456789"
@@ -481,3 +481,39 @@ def test_a_stream_cut_midway_ends_with_an_error_event(
     assert response.content.startswith(first)  # the upstream's bytes, as far as they came
     assert response.content.endswith(b"\n\n") and b"event: error\n" in response.content
     assert b"event: message_stop" not in response.content
+
+
+# -- the Python API, under asyncio and trio ------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_dispatcher_relays_bytes_with_failover(
+    fakes: tuple[FakeAnthropic, FakeAnthropic, FakeOpenAI],
+) -> None:
+    a = fakes[0]
+    a.set_mode(Fault.status(529))
+    body: dict[str, Any] = {"model": "sonnet", "max_tokens": 64, "messages": USER}
+    try:
+        async with Dispatcher(config(*fakes), plugins=PLUGINS, health_checks=False) as dispatcher:
+            plan = dispatcher.plan(parse_chat_request({"model": "sonnet", "messages": USER}))
+            assert dispatcher.serves_native_messages(plan)
+            whole = await dispatcher.native_messages(plan, body)
+            stream = await dispatcher.native_messages(plan, {**body, "stream": True}, stream=True)
+            assert stream.rest is not None
+            chunks = [stream.body] + [chunk async for chunk in stream.rest]
+            mixed = dispatcher.plan(parse_chat_request({"model": "mixed", "messages": USER}))
+            assert not dispatcher.serves_native_messages(mixed)  # an OpenAI fallback
+            with pytest.raises(ValidationError):
+                await dispatcher.native_messages(mixed, {**body, "model": "mixed"})
+            totals = dispatcher.engine.metrics.snapshot()["models"]["sonnet"]
+    finally:
+        a.set_mode(None)
+    assert whole.body == expected_bytes("claude-sonnet-4-5", stream=False)
+    assert b"".join(chunks) == expected_bytes("claude-sonnet-4-5", stream=True)
+    assert whole.deployment == "claude_b/claude-sonnet-4-5" and whole.attempts == 2
+    for result in (whole, stream):
+        assert result.usage is not None and result.usage.prompt_tokens == 118
+        assert result.usage.completion_tokens == 20
+        assert result.cost == pytest.approx((118 * 3.0 + 20 * 15.0) / 1e6)
+    assert totals["requests"] == 2 and totals["prompt_tokens"] == 2 * 118
+    assert len(anthropic_requests(a)) == 1  # tried once, then the other deployment only
