@@ -15,6 +15,7 @@ from typing import Any
 import openai
 import pytest
 from coop import SystemConfig
+from coop._state import MemoryState, StateUnavailableError
 from fakes import Answer, FakeOpenAI
 from fakes.http import ToolCall
 from openapi_schema import validate
@@ -232,3 +233,24 @@ def test_the_embedded_sqlite_state_keeps_responses_across_restarts(
         {"role": "user", "content": "persist"},
         {"role": "assistant", "content": "echo: persist"},
     ]
+
+
+class _DownState(MemoryState):
+    async def put(self, *args: Any, **kwargs: Any) -> None:
+        raise StateUnavailableError("the state backend is down (test)")
+
+
+def test_a_failing_backend_costs_the_stored_copy_not_the_answer(up: FakeOpenAI) -> None:
+    with serve_in_thread(gateway_config(up)) as gateway:
+        state, gateway.app.state = gateway.app.state, _DownState()
+        try:
+            client = gateway.client()
+            response = client.responses.create(model="m", input="hi", store=True)
+            with client.responses.stream(model="m", input="hi", store=True) as stream:
+                streamed = stream.get_final_response()
+            with pytest.raises(openai.NotFoundError):
+                client.responses.retrieve(response.id)
+        finally:
+            gateway.app.state = state
+    assert response.output_text == "echo: hi" and response.store is False
+    assert streamed.output_text == "echo: hi"

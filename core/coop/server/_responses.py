@@ -23,12 +23,14 @@ refused. A client that does not store sends the whole input again, its
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 from .._dispatch import DispatchResult, Progress
+from .._state import StateError
 from .._wire import ChatChunk, ChatResponse, Usage, to_wire
 from ._app import _SSE_HEADERS, _coop_headers, _route_header
 from ._http import HTTPError, Receive, Send, error_for, send_json
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from ._app import GatewayApp, RequestContext
 
 __all__ = ["EventStream", "chat_body", "response_object", "serve_responses"]
+
+log = logging.getLogger("coop.server")
 
 #: Parameters copied to the chat body unchanged (same name, same meaning).
 _SAME = (
@@ -785,13 +789,22 @@ def _assistant_message(output: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 async def _save(
     app: GatewayApp, response: dict[str, Any], conversation: list[dict[str, Any]]
-) -> None:
-    """Store ``response`` with the chat messages that led to it and its own answer."""
+) -> bool:
+    """Store ``response`` with the chat messages that led to it and its own answer.
+
+    A backend that fails here costs the client its stored copy, not the answer it
+    paid for: logged, and ``False``.
+    """
     answer = _assistant_message(response.get("output") or [])
     messages = [*conversation, *([answer] if answer else [])]
-    await _state(app, "store").put(
-        NAMESPACE, response["id"], {"response": response, "messages": messages}, ttl=STORE_TTL
-    )
+    try:
+        await _state(app, "store").put(
+            NAMESPACE, response["id"], {"response": response, "messages": messages}, ttl=STORE_TTL
+        )
+    except StateError as exc:
+        log.warning("response %s not stored: %s", response["id"], exc)
+        return False
+    return True
 
 
 async def serve_responses(
@@ -828,8 +841,8 @@ async def serve_responses(
     ctx.model, ctx.deployment = result.model, result.deployment
     ctx.response_headers += _coop_headers(result.model, result.deployment, result.cost)
     response = response_object(data, result)
-    if store:
-        await _save(app, response, conversation)
+    if store and not await _save(app, response, conversation):
+        response["store"] = False  # say so: it cannot be retrieved or continued
     await send_json(send, 200, response)
 
 
