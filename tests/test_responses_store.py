@@ -150,6 +150,12 @@ def test_unknown_ids_are_404s_naming_the_id(gw: Gateway) -> None:
     assert set(error) == {"message", "type", "param", "code"}
     assert "resp_gone" in error["message"] and error["param"] == "previous_response_id"
     assert error["type"] == "invalid_request_error"
+    with gw.http() as http:
+        for path in ("/v1/responses/", "/v1/responses/resp_1/input_items"):
+            missing = http.get(path)
+            assert (
+                missing.status_code == 404 and "no endpoint" in missing.json()["error"]["message"]
+            )
 
 
 def test_delete_forgets_a_stored_response(gw: Gateway) -> None:

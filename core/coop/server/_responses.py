@@ -848,9 +848,11 @@ async def serve_responses(
 
 async def serve_stored(app: GatewayApp, scope: Any, send: Send, ctx: RequestContext) -> None:
     """``GET /v1/responses/{id}`` (the stored response) and ``DELETE`` (forget it)."""
-    rid = scope["path"].rstrip("/").rsplit("/", 1)[-1]
-    if not rid or "/" in scope["path"].removeprefix("/v1/responses/").strip("/"):
-        raise HTTPError(404, f"no route {scope['path']}", code="not_found")
+    rid = scope["path"].removeprefix("/v1/responses/")
+    if not rid or "/" in rid:  # input_items and the like are not served
+        raise HTTPError(
+            404, f"no endpoint {scope['method']} {scope['path'][:200]}", code="not_found"
+        )
     found = await _load(app, rid, "id")
     if scope["method"] == "DELETE":
         await _state(app, "id").put(NAMESPACE, rid, {"deleted": True}, ttl=STORE_TTL)
