@@ -3,12 +3,17 @@ taken atomically, Redis' clock for limits, clear errors, and serving through an 
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
+import httpx
 import pytest
+import test_gateway_process
 from coop import SystemConfig
 from coop._state import (
     KeyExistsError,
@@ -18,14 +23,19 @@ from coop._state import (
     open_state,
 )
 from coop._state_redis import RedisState, mask_url
+from fakes import FakeOpenAI, Fault
 from redis_server import (  # noqa: F401 - fixtures
     RedisServer,
     redis_server_auth_fixture,
     redis_server_fixture,
 )
+from test_gateway_process import BOUND
 from test_state import StateContract, record
 
 pytestmark = pytest.mark.anyio
+
+#: ``serve(config, *args)``: a ``coop serve`` process (the fixture of test_gateway_process).
+serve_fixture = test_gateway_process.serve
 
 
 @pytest.fixture
@@ -235,3 +245,154 @@ async def test_events_listener_reconnects(redis_server: RedisServer) -> None:
         await listener.aclose()
         await sender.aclose()
     assert [e["n"] for e in got] == [1, 2]
+
+
+# -- several `coop serve` processes sharing one Redis -------------------------------------------
+
+
+def _replica_config(folder: Path, ups: list[Any], redis_url: str) -> Path:
+    lines = []
+    for i, up in enumerate(ups):
+        lines += [
+            f"[endpoints.fake{i}]",
+            'provider = "gwtest-openai"',
+            f'base_url = "{up.base_url}"',
+            'api_keys = ["sk-upstream"]',
+            "health_check_interval = 0",
+            "",
+        ]
+    lines += [
+        "[models.m]",
+        "deployments = ["
+        + ", ".join(f'{{endpoint = "fake{i}", path = "gpt-4o-mini"}}' for i in range(len(ups)))
+        + "]",
+        "",
+        # one deployment alone: a request there fails over nowhere, so its circuit opens
+        *(f'[models.solo{i}]\nendpoint = "fake{i}"\npath = "gpt-4o-mini"\n' for i in (0, 2)),
+        "[resilience]",
+        "failure_threshold = 2",
+        "cooldown_base = 30",
+        "backoff_base = 0.01",
+        "",
+        "[state]",
+        'backend = "redis"',
+        f'url = "{redis_url}"',
+        'prefix = "replicas:"',
+    ]
+    path = folder / "coop.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _status(http: httpx.Client, url: str) -> dict[str, Any]:
+    response = http.get(url.removesuffix("/v1") + "/status")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _circuit(status: dict[str, Any], endpoint: str) -> str:
+    """The circuit of ``endpoint``'s deployment of model m."""
+    (dep,) = [d for d in status["models"]["m"] if d["endpoint"] == endpoint]
+    return str(dep["state"])
+
+
+def _ask(http: httpx.Client, url: str, text: str = "hi", model: str = "m") -> httpx.Response:
+    return http.post(
+        url + "/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": text}]},
+    )
+
+
+def _listeners(server: RedisServer) -> int:
+    """Subscribers of the replicas' event channel, as Redis counts them."""
+    import redis
+
+    with redis.Redis.from_url(server.url) as client:
+        return int(dict(client.pubsub_numsub("replicas:events"))[b"replicas:events"])
+
+
+def _wait(check: Any, bound: float, what: str) -> float:
+    """Seconds until ``check()`` holds (fails after ``bound``)."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > bound:
+            pytest.fail(f"{what}: not within {bound}s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+def test_replicas_share_cooldowns_and_survive_a_redis_outage(
+    serve_fixture: Any, tmp_path: Path, redis_server: RedisServer, anyio_backend: str
+) -> None:
+    """Two `coop serve` on one Redis: a deployment failing on A is avoided by B within a
+    second; Redis stopped and started mid-run loses no request; afterwards both re-sync and
+    events flow again (B's new cooldown reaches A)."""
+    ups = [FakeOpenAI().start() for _ in range(3)]
+    try:
+        config = _replica_config(tmp_path, ups, redis_server.url)
+        served, urls = [], []
+        for _ in range(2):  # one after the other: each is listening before the next starts
+            served.append(serve_fixture(config, "--port", "0"))
+            urls.append(served[-1].url())
+        a, b = urls
+        with httpx.Client(timeout=BOUND) as http:
+            for url in (a, b):
+                assert _status(http, url)["state"]["backend"] == "redis"
+                assert _status(http, url)["state"]["up"] is True
+
+            listeners = _listeners(redis_server)
+            assert listeners >= 2  # each replica listens for the others' events
+
+            # 1. fake0 dies; A opens its circuit; B avoids it within a second
+            ups[0].set_mode(Fault.drop())
+            assert _ask(http, a, model="solo0").status_code >= 500
+            assert _circuit(_status(http, a), "fake0") == "open"
+            took = _wait(lambda: _circuit(_status(http, b), "fake0") == "open", 5, "B hears")
+            assert took < 1.0, f"B applied A's cooldown after {took:.2f}s"
+            cooling = next(d for d in _status(http, b)["models"]["m"] if d["endpoint"] == "fake0")
+            assert 25 < cooling["cooling_for"] <= 30
+            seen = ups[0].request_count
+            for _ in range(10):
+                assert _ask(http, b).status_code == 200
+            assert ups[0].request_count == seen  # B never tried the sick deployment
+
+            # 2. Redis stops and starts while requests run on both: none is lost
+            answers: list[int] = []
+            stop = threading.Event()
+
+            def load() -> None:
+                with httpx.Client(timeout=BOUND) as client:
+                    i = 0
+                    while not stop.is_set():
+                        answers.append(_ask(client, (a, b)[i % 2], f"r{i}").status_code)
+                        i += 1
+
+            worker = threading.Thread(target=load)
+            worker.start()
+            time.sleep(0.5)
+            redis_server.stop()
+            time.sleep(2.0)
+            redis_server.start()
+            time.sleep(0.5)
+            stop.set()
+            worker.join(BOUND)
+            assert len(answers) > 20 and set(answers) == {200}, answers
+
+            # 3. both notice Redis is back and re-sync; events flow again (B → A)
+            for url in (a, b):
+                _wait(lambda url=url: _status(http, url)["state"]["up"], 10, "re-sync")
+            _wait(lambda: _listeners(redis_server) >= listeners, 5, "all listen again")
+            ups[2].set_mode(Fault.drop())
+            assert _ask(http, b, model="solo2").status_code >= 500
+            assert _circuit(_status(http, b), "fake2") == "open"
+            try:
+                _wait(lambda: _circuit(_status(http, a), "fake2") == "open", 1.5, "A hears B")
+            except BaseException:
+                print("A", _status(http, a)["state"], "".join(served[0].stderr)[-3000:])
+                print("B", _status(http, b)["state"], "".join(served[1].stderr)[-3000:])
+                raise
+            assert "password" not in json.dumps(_status(http, a)["state"])
+    finally:
+        for up in ups:
+            up.stop()

@@ -65,6 +65,10 @@ class ReplicaSync:
     # -- this process's changes: onto the queue, never awaited on the request path --------
 
     def _on_cool(self, deployment: Any, seconds: float) -> None:
+        # the same upstream serves other logical models here too: they avoid it as well
+        for sibling in self._deployments.get(deployment.id, ()):
+            if sibling is not deployment:
+                sibling.cool(seconds)
         self._queue({"type": COOL, "deployment": deployment.id, "for": _seconds(seconds)})
 
     def _key_hook(self, endpoint: str) -> Any:

@@ -339,6 +339,9 @@ class RedisState(StateBackend):
         self._probing = True
         try:
             with anyio.fail_after(self.timeout * 2):
+                # connections made before the outage are dead (a restarted Redis): drop
+                # them all, or the next call on one would look like a new outage
+                await self._client.connection_pool.disconnect()
                 await self._client.ping()
             await self._resync()
         except Exception:
@@ -531,7 +534,8 @@ class RedisState(StateBackend):
         seconds (re-syncing when it answers) and resubscribes."""
         while True:
             if not self.up and not await self.probe():
-                await anyio.sleep(self.retry_interval)
+                # another listener probing now: its answer comes soon
+                await anyio.sleep(0.05 if self._probing else self.retry_interval)
                 continue
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
