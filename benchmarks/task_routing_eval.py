@@ -16,6 +16,12 @@ reasoning-tier F1 (rows with a tier; light and complex count as "not
 reasoning"). A source whose rows are all reasoning-tier has no negatives, so
 its F1 is driven by recall; the pooled figure is the one with both kinds.
 With ``--dev`` the dev set's figures are printed too (they must not regress).
+
+``--loso`` adds ``classifier-loso``: for each source, a classifier trained on the
+dev set, the classifier's ``extra.jsonl`` and every *other* gathered source (rows
+with a task type), tested on that source: what the gathered data would add if it
+were trained on, measured leave-one-source-out. It trains one model per source
+(about a minute each).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ def figures(router: coop.Router, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "reasoning_recall": round(r["recall"], 4),
         "confusion": report.confusion,
         "misses": report.misses,
+        "reasoning_counts": {k: r[k] for k in ("tp", "fp", "fn")},
     }
 
 
@@ -59,6 +66,46 @@ def evaluate(router: coop.Router, rows: list[dict[str, Any]]) -> dict[str, dict[
         sources.setdefault(str(row.get("source", "?")), []).append(row)
     out = {name: figures(router, part) for name, part in sources.items()}
     out["overall"] = figures(router, rows)
+    return out
+
+
+def loso_classifier(rows: list[dict[str, Any]], dev: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per source: a classifier trained without that source (see the module docstring)."""
+    from coop_classifier import ClassifierRouter, train
+
+    extra = read(ROOT / "plugins" / "routers" / "classifier" / "training" / "extra.jsonl")
+    sources = sorted({str(r.get("source")) for r in rows})
+    out: dict[str, Any] = {}
+    for source in sources:
+        training = [
+            r for r in rows if r.get("source") != source and isinstance(r.get("task_type"), str)
+        ]
+        model = train([*dev, *extra, *training])
+        out[source] = figures(
+            ClassifierRouter(model=model), [r for r in rows if r.get("source") == source]
+        )
+    typed = sum(f["typed_rows"] for f in out.values())
+    correct = sum(f["task_accuracy"] * f["typed_rows"] for f in out.values())
+    tp_fp_fn = [0.0, 0.0, 0.0]
+    for f in out.values():
+        report_r = f["reasoning_counts"]
+        for i, key in enumerate(("tp", "fp", "fn")):
+            tp_fp_fn[i] += report_r[key]
+    tp, fp, fn = tp_fp_fn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    out["overall"] = {
+        "rows": sum(f["rows"] for f in out.values()),
+        "typed_rows": typed,
+        "task_accuracy": round(correct / typed, 4) if typed else 0.0,
+        "reasoning_f1": round(f1, 4),
+        "reasoning_precision": round(precision, 4),
+        "reasoning_recall": round(recall, 4),
+        "confusion": {},
+        "misses": [],
+        "reasoning_counts": {"tp": tp, "fp": fp, "fn": fn},
+    }
     return out
 
 
@@ -73,6 +120,9 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, default=DEV, help="dev set (skipped if absent)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--misses", type=int, default=0, help="print N misrouted rows per source")
+    parser.add_argument(
+        "--loso", action="store_true", help="also retrain the classifier without each source"
+    )
     args = parser.parse_args()
 
     plugins = coop.load_plugins()
@@ -84,6 +134,8 @@ def main() -> None:
         results[name] = evaluate(router, rows)
         if dev:
             results[name]["dev set"] = figures(router, dev)
+    if args.loso:
+        results["classifier-loso"] = loso_classifier(rows, dev)
     if args.json:
         for per_source in results.values():
             for fig in per_source.values():

@@ -127,12 +127,44 @@ def chinese_alpaca(mirrors: Path) -> list[dict]:
     return rows
 
 
+def _exam_prompt(item: dict) -> str:
+    """Passage (when there is one), question and the lettered options, one a line."""
+    parts = [str(item.get("passage") or "").strip(), str(item["question"]).strip()]
+    text = "\n\n".join(p for p in parts if p)
+    return text + "\n" + "\n".join(item.get("options") or [])
+
+
+#: AGIEval subsets → (source, lang, task type, tier). Gaokao and SAT are MIT (Microsoft),
+#: LSAT MIT (AR-LSAT); LogiQA, JEC-QA and MATH are left out (other licences).
+AGIEVAL = {
+    "gaokao-history": ("agieval-gaokao", "zh", "qa", "light"),
+    "gaokao-geography": ("agieval-gaokao", "zh", "qa", "light"),
+    "gaokao-biology": ("agieval-gaokao", "zh", "qa", "light"),
+    "gaokao-mathqa": ("agieval-gaokao", "zh", "math", "reasoning"),
+    "sat-en": ("agieval-sat-lsat", "en", "qa", "light"),
+    "lsat-lr": ("agieval-sat-lsat", "en", "reasoning", "reasoning"),
+    "lsat-ar": ("agieval-sat-lsat", "en", "reasoning", "reasoning"),
+    "sat-math": ("agieval-sat-lsat", "en", "math", "reasoning"),
+}
+
+
+def agieval(mirrors: Path) -> list[dict]:
+    """50 questions from each subset, exam-style: passage, question, options."""
+    rows = []
+    for subset, (source, lang, task, tier) in AGIEVAL.items():
+        items = jsonl(show(mirrors, "microsoft/AGIEval", f"data/v1/{subset}.jsonl"))
+        for item in random.Random(f"{SEED}-{subset}").sample(items, 50):
+            rows.append(row(_exam_prompt(item), lang, source, subset, task, tier))
+    return rows
+
+
 SOURCES = {
     "humaneval": humaneval,
     "humaneval-xl-zh": humaneval_xl_zh,
     "cmath": cmath,
     "svamp": svamp,
     "chinese-llama-alpaca": chinese_alpaca,
+    "agieval": agieval,
 }
 
 

@@ -37,10 +37,10 @@ def test_a_stub_with_a_chinese_docstring_is_code(router: ClassifierRouter) -> No
     assert (analysis.task_type, analysis.tier) == ("code", "reasoning"), analysis.reasons
 
 
-#: Floors a little under the figures measured on 2026-11-30 (overall 0.956 / 0.987,
-#: HumanEval 0.994, HumanEval-XL zh 1.000); with the rules' evidence before the stub rule
-#: they were 0.884 / 0.975 and HumanEval 0.817.
-FLOORS = {None: (0.94, 0.975), "humaneval": (0.97, 0.99), "humaneval-xl-zh": (0.97, 0.99)}
+#: Floors a little under the figures measured on 2026-11-30 (overall 0.865 / 0.929,
+#: HumanEval 0.994, HumanEval-XL zh 1.000); with the rules' evidence before the stub and
+#: quiz rules they were 0.786 / 0.925 and HumanEval 0.817.
+FLOORS = {None: (0.84, 0.91), "humaneval": (0.97, 0.99), "humaneval-xl-zh": (0.97, 0.99)}
 
 
 @pytest.mark.parametrize("source", list(FLOORS), ids=lambda s: s or "overall")

@@ -74,6 +74,13 @@ _ZH_NUMBER_WORDS = re.compile(
 )
 #: An operator between numbers or one-letter variables: "3 + 4", "2x = 8", "f(x) =".
 _FORMULA = re.compile(r"(?:\d|(?<![a-z])[a-z]|\))\s*[-+*/×÷^=<>≤≥]\s*(?:\d|[a-z](?![a-z])|\()")
+#: Inline LaTeX maths ("$\\frac{x-1}{3}=k$", "$A \\cap B$"): a command or an operator
+#: between dollar signs, on one line; "$3 ... $4" of prices has neither.
+_LATEX = re.compile(
+    r"\$[^$\n]{0,80}?(?:\\(?:frac|sqrt|cdot|times|div|[lg]eq?|neq|pi|sin|cos|tan|log|ln|"
+    r"int|sum|prod|lim|infty|mid|cap|cup|in|subset|angle|triangle|vec|overrightarrow|alpha|"
+    r"beta|theta|lambda|omega)\b|[=^_<>])[^$\n]{0,80}?\$"
+)
 _FORMULA_MARKS = re.compile(r"[+=*/^×÷<>≤≥√∫∑π]")
 #: Code syntax; every branch starts with a literal so the scan stays linear and fast.
 _CODE_SYNTAX = re.compile(
@@ -117,6 +124,23 @@ _INJECTION = re.compile(
     r"(?:使用|用|切换到|路由到|选择|换成|升级到)[^。！\n]{0,12}?(?:模型|档位)",
     re.IGNORECASE,
 )
+#: A lettered option of a multiple-choice question: "(A) ...", "B．...", "C、...", "D) ...".
+_CHOICE = re.compile(r"(?:^|[ \t\u3000])[（(]?([A-D])[)）.．、:：]", re.MULTILINE)
+#: Light task types whose keywords in a quiz question are topic, not the request.
+_QUIZ_DAMPED = (
+    "translation",
+    "summarization",
+    "extraction",
+    "classification",
+    "rewrite",
+    "creative",
+    "brainstorming",
+    "analysis",
+    "chat",
+)
+MCQ_QA = 1.0
+MCQ_DAMPING = 0.25
+MCQ_MATH_DAMPING = 0.5
 _ENUMERATION = re.compile(
     r"^\s*(?:\d{1,2}[.)、）]|[（(]\d{1,2}[)）]|[-*•]\s|问题\s*\d|[a-h][.)]\s)", re.MULTILINE
 )
@@ -185,6 +209,8 @@ class Evidence:
     injection: bool = False
     #: A function signature with a docstring or doc comment: a stub to complete.
     stub: bool = False
+    #: Lettered options (A-D) closing the prompt: 3 or more make a multiple-choice question.
+    choices: int = 0
     language: str = "en"
     conversation: Conversation = field(default_factory=Conversation)
 
@@ -357,6 +383,8 @@ def collect_evidence(messages: Any) -> Evidence:
     head = lower[:1500]
     if _FORMULA_MARKS.search(head):
         ev.formulas = len(_FORMULA.findall(head))
+    if "$" in head:
+        ev.formulas += len(_LATEX.findall(head))
     ev.code_syntax = len(_CODE_SYNTAX.findall(main[:3000]))
     ev.enumerations = len(_ENUMERATION.findall(main)) if "\n" in main else 0
     ev.questions = main.count("?") + main.count("？")
@@ -377,6 +405,17 @@ def collect_evidence(messages: Any) -> Evidence:
     # many", "多少元", units) only next to numbers, and then the numbers count too.
     domain = scores.pop("math", 0.0)
     quantity = scores.pop("quantity", 0.0)
+    # A multiple-choice question: options A-D close the prompt. It asks for an answer
+    # (qa, or maths / reasoning when the stem says so); its numbers are years and
+    # option labels as often as quantities.
+    tail = main[-1500:]
+    if "A" in tail and "C" in tail:
+        ev.choices = len({m.group(1) for m in _CHOICE.finditer(tail)})
+    quiz = ev.choices >= 3
+    if quiz and not ev.formulas:
+        # Without a formula, maths words in a quiz are its topic ("面积减少", "云计算").
+        quantity = min(quantity, 2.0)
+        domain *= MCQ_MATH_DAMPING
     if ev.numbers or ev.formulas:
         math = domain + quantity
         cue = anchors.get("quantity", 0.0) + anchors.get("math", 0.0)
@@ -416,6 +455,12 @@ def collect_evidence(messages: Any) -> Evidence:
             scores["math"] *= STUB_MATH_DAMPING
     if ev.formulas and ev.code_syntax:  # "a + b" inside code is code, not algebra
         scores["math"] = scores.get("math", 0.0) - 2.5 * min(ev.formulas, 3)
+
+    if quiz:
+        _bump(ev, "qa", MCQ_QA, f"multiple-choice question ({ev.choices} options)")
+        for task in _QUIZ_DAMPED:
+            if task in scores:
+                scores[task] *= MCQ_DAMPING
 
     quoted = _QUOTED_LANGUAGE.search(lower) if " in " in lower or " to " in lower else None
     if quoted:
