@@ -347,27 +347,34 @@ class GatewayApp:
             await self.state.aclose()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as tasks:  # the alert evaluator runs here
-            while True:
+        """Startup, the background tasks (alerts, managed keys, replica events), shutdown.
+
+        The background tasks run in a task group entered after startup and left before
+        shutdown: scopes the engine opened at startup (its health checks) close in the
+        reverse order, the tasks stop before the state they use is closed, and all of it
+        ends before "shutdown.complete" (uvicorn closes the loop right after that).
+        """
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        try:
+            await self.startup()
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        async with anyio.create_task_group() as tasks:
+            if self.alerts is not None and self.config.monitoring.alerts:
+                tasks.start_soon(self.alerts.run)
+            if self.key_manager is not None:
+                tasks.start_soon(self.key_manager.run)
+            if self.replicas is not None:
+                tasks.start_soon(self.replicas.run)
+            await send({"type": "lifespan.startup.complete"})
+            while message["type"] != "lifespan.shutdown":
                 message = await receive()
-                if message["type"] == "lifespan.startup":
-                    try:
-                        await self.startup()
-                    except Exception as exc:
-                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                        return
-                    if self.alerts is not None and self.config.monitoring.alerts:
-                        tasks.start_soon(self.alerts.run)
-                    if self.key_manager is not None:
-                        tasks.start_soon(self.key_manager.run)
-                    if self.replicas is not None:
-                        tasks.start_soon(self.replicas.run)
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await self.shutdown()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    tasks.cancel_scope.cancel()
-                    return
+            tasks.cancel_scope.cancel()
+        await self.shutdown()
+        await send({"type": "lifespan.shutdown.complete"})
 
     # -- the ASGI entry ---------------------------------------------------------
 
