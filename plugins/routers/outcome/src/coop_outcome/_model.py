@@ -106,6 +106,9 @@ class OutcomeModel:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; this is not one
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
