@@ -4,6 +4,7 @@ side by side in one run against one fast fake upstream.
     python benchmarks/monitoring.py                  # ~2 minutes
     python benchmarks/monitoring.py --seconds 10 --rounds 5
     python benchmarks/monitoring.py --instructions   # callgrind's count instead (~5 minutes)
+    python benchmarks/monitoring.py --instructions --parts   # and metrics, log, alerts alone
 
 Target (issue 13): under 5% difference between monitoring on and off. Three ``coop serve``
 processes (1 worker), identical but for monitoring:
@@ -46,22 +47,29 @@ from gateway import Result, Target, coop_config, measure, process
 
 #: The three gateways compared, in the order they are reported.
 MODES = ("off", "on", "on+tracing")
+#: What each mode switches on: metrics, access log, alert rules, tracing. ``--instructions``
+#: also counts the parts of "on" alone, to say which part costs what.
+PARTS = {
+    "off": (False, False, False, False),
+    "metrics": (True, False, False, False),
+    "access log": (False, True, False, False),
+    "alerts": (False, False, True, False),
+    "on": (True, True, True, False),
+    "on+tracing": (True, True, True, True),
+}
 
 _ALERTS = """
-[monitoring]
-interval = 1
-{tracing}
 [[monitoring.alerts]]
 name = "m-failing"
 metric = "error_rate"
-labels = {{ model = "m" }}
+labels = { model = "m" }
 threshold = 0.2
 window = 60
 
 [[monitoring.alerts]]
 name = "m-slow"
 metric = "latency_p99_ms"
-labels = {{ model = "m" }}
+labels = { model = "m" }
 threshold = 2000
 window = 60
 """
@@ -79,22 +87,22 @@ def serve_command(
     folder: Path, upstream: str, mode: str, collector: str | None = None
 ) -> tuple[list[str], int]:
     """``coop serve`` on a free port with monitoring ``mode``; (command, port)."""
+    metrics, access_log, alerts, tracing = PARTS[mode]
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = coop_config(folder, upstream, port)
     text = config.read_text(encoding="utf-8")
-    if mode == "off":
-        text = text.replace('access_log = "off"\n', 'access_log = "off"\nmetrics = false\n')
-    else:
-        text = text.replace('access_log = "off"\n', 'access_log = "text"\nmetrics = true\n')
-        tracing = ""
-        if mode == "on+tracing":
-            tracing = "tracing = true\n"
-            if collector is not None:
-                tracing += f'tracing_exporter = "otlp"\ntracing_endpoint = "{collector}"\n'
-            else:
-                tracing += 'tracing_exporter = "console"\n'
-        text += _ALERTS.format(tracing=tracing)
+    server = f'access_log = "{"text" if access_log else "off"}"\nmetrics = {str(metrics).lower()}\n'
+    text = text.replace('access_log = "off"\n', server)
+    text += "\n[monitoring]\ninterval = 1\n"
+    if tracing:
+        text += "tracing = true\n"
+        if collector is not None:
+            text += f'tracing_exporter = "otlp"\ntracing_endpoint = "{collector}"\n'
+        else:
+            text += 'tracing_exporter = "console"\n'
+    if alerts:
+        text += _ALERTS
     config.write_text(text, encoding="utf-8")
     return [sys.executable, "-m", "coop", "serve", "--config", str(config)], port
 
@@ -155,7 +163,7 @@ def scraping(target: Target, every: float) -> Iterator[list[int]]:
         thread.join()
 
 
-def count_instructions(requests: int, connections: int) -> int:
+def count_instructions(requests: int, connections: int, modes: list[str]) -> int:
     from instructions import instructions
 
     counts: dict[str, float] = {}
@@ -164,14 +172,15 @@ def count_instructions(requests: int, connections: int) -> int:
         fake_upstream() as upstream,
         otlp_sink() as (collector, _),
     ):
-        for mode in MODES:
-            folder = Path(tmp) / mode.replace("+", "-")
+        for mode in modes:
+            folder = Path(tmp) / mode.replace("+", "-").replace(" ", "-")
             use = collector if otlp_installed() else None
             cmd, port = serve_command(folder, upstream, mode, use)
             counts[mode] = instructions(cmd, port, folder, requests, connections) / requests
+            print(f"  {mode:11} {counts[mode]:12,.0f}", flush=True)
     off = counts["off"]
     print(f"{requests} requests at {connections} connections, counted by callgrind")
-    for mode in MODES:
+    for mode in modes:
         print(
             f"  {mode:11} {counts[mode]:12,.0f} instructions/request  "
             f"{(counts[mode] - off) / off * 100:+6.1f}% vs off"
@@ -187,9 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scrape-every", type=float, default=1.0, help="seconds between scrapes")
     p.add_argument("--instructions", action="store_true", help="count instructions (callgrind)")
     p.add_argument("--requests", type=int, default=500, help="requests counted (--instructions)")
+    p.add_argument(
+        "--parts",
+        action="store_true",
+        help="--instructions: also metrics, access log and alerts alone",
+    )
     args = p.parse_args(argv)
     if args.instructions:
-        return count_instructions(args.requests, args.connections)
+        modes = ["off", *(("metrics", "access log", "alerts") if args.parts else ()), "on"]
+        return count_instructions(args.requests, args.connections, [*modes, "on+tracing"])
     use_wrk = shutil.which("wrk") is not None
     results: dict[str, list[Result]] = {mode: [] for mode in MODES}
     scrapes: list[int] = []

@@ -192,8 +192,7 @@ class Tracing:
         self,
         span: Any,
         inner: Any,
-        call: tuple[str, Any] | None = None,
-        done: Callable[[Any], None] | None = None,
+        call: tuple[str, dict[str, Any]] | None = None,
     ) -> AsyncIterator[Any]:
         """``inner``'s items with ``span`` current while each is made (never across a yield)."""
         ctx = self._trace.set_span_in_context(span)
@@ -210,8 +209,6 @@ class Tracing:
                         _CALL.reset(mark)
                     self._context.detach(token)
                 yield item
-            if done is not None:
-                done(span)
         except BaseException as exc:
             self._fail(span, exc)
             raise
