@@ -8,6 +8,7 @@ repository's environment through a ``.pth`` file, so ``llm-coop`` and the built-
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -73,16 +74,22 @@ def test_scaffold_installs_and_passes_its_own_test(kind: str, scaffolds: tuple[P
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
-    # the installed plugin is what `coop plugins` lists, with its distribution
+
+
+def test_coop_plugins_lists_the_installed_scaffolds(scaffolds: tuple[Path, Path]) -> None:
+    root, python = scaffolds
     listed = subprocess.run(
         [str(python), "-m", "coop", "plugins", "--json"],
-        cwd=folder,
+        cwd=root,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert listed.returncode == 0, listed.stderr
-    assert f'"llm-coop-my-{kind}"' in listed.stdout
+    by_name = {p["name"]: p for p in json.loads(listed.stdout)}
+    for kind in KINDS:
+        info = by_name[f"my-{kind}"]
+        assert info["distribution"] == f"llm-coop-my-{kind}" and not info["error"]
 
 
 def test_unknown_kind_is_a_usage_error_naming_the_kinds(tmp_path: Path) -> None:

@@ -164,7 +164,7 @@ coop plugins              # lists $name, its distribution and what it registers
 pytest                    # loads it through coop's plugin manager and runs it offline
 ```
 
-Writing plugins: https://github.com/coop/coop/blob/main/docs/plugins.md
+Writing plugins: coop's guide, docs/plugins.md (one section per kind of plugin).
 """
 
 _MODULES = {
