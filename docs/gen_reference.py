@@ -18,7 +18,7 @@ import inspect
 import os
 import re
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -373,8 +373,6 @@ def on_pre_build(config: Any, **_: Any) -> None:
     """mkdocs hook: regenerate the reference pages before every build."""
     write(Path(config["docs_dir"]) / "reference")
 
-
-Generator = Callable[[], str]
 
 if __name__ == "__main__":
     for path in write():
