@@ -369,6 +369,28 @@ def write(reference: Path = REFERENCE) -> list[Path]:
     return written
 
 
+#: Operations pages other features write; each joins the nav's Operations section once
+#: it exists (mkdocs builds every page anyway, so strict mode checks their links either way).
+OPERATIONS = (
+    ("Deployment: Docker, Kubernetes, replicas", "deploy.md"),
+    ("Managed keys", "keys.md"),
+    ("Shared state: SQLite and Redis", "state.md"),
+)
+
+
+def on_config(config: Any, **_: Any) -> Any:
+    """mkdocs hook: list the operations pages that exist under Operations."""
+    docs = Path(config["docs_dir"])
+    for section in config["nav"] or ():
+        if isinstance(section, dict) and "Operations" in section:
+            pages = section["Operations"]
+            listed = {next(iter(p.values())) if isinstance(p, dict) else p for p in pages}
+            for title, page in OPERATIONS:
+                if (docs / page).is_file() and page not in listed:
+                    pages.append({title: page})
+    return config
+
+
 def on_pre_build(config: Any, **_: Any) -> None:
     """mkdocs hook: regenerate the reference pages before every build."""
     write(Path(config["docs_dir"]) / "reference")
