@@ -72,6 +72,7 @@ def traced_config(up: FakeOpenAI, *, tracing: bool = True, **server: Any) -> Sys
             "models": {
                 "m": {"endpoint": "fake", "path": "gpt-4o-mini", "tier": "light"},
                 "big": {"endpoint": "fake", "path": "gpt-4o", "tier": "reasoning"},
+                "e": {"endpoint": "fake", "path": "gpt-4o-mini", "kind": "embedding"},
                 "m_or_big": {
                     "endpoint": "fake",
                     "path": "gpt-4o-mini",
@@ -315,6 +316,21 @@ def test_a_failed_attempt_and_the_failover_are_separate_spans(up: FakeOpenAI, gw
     assert len(attempts) >= 2
     assert all(a.status.status_code == StatusCode.ERROR for a in attempts)
     assert_no_secret(spans)
+
+
+def test_an_embeddings_request_is_traced_like_a_chat(gw: Any) -> None:
+    reply = gw.client().embeddings.create(model="e", input=["one", "two words"])
+    spans = finished()
+    server = only(spans, "POST /v1/embeddings")
+    assert tree(spans, server) == [
+        "POST /v1/embeddings",
+        [["embeddings e", [["embeddings gpt-4o-mini", []]]]],
+    ]
+    for name in ("embeddings e", "embeddings gpt-4o-mini"):
+        attributes = only(spans, name).attributes or {}
+        assert attributes["gen_ai.operation.name"] == "embeddings"
+        assert attributes["gen_ai.usage.input_tokens"] == reply.usage.prompt_tokens
+    assert only(spans, "embeddings gpt-4o-mini").kind == SpanKind.CLIENT
 
 
 def test_a_client_traceparent_makes_the_request_part_of_its_trace(gw: Any) -> None:
