@@ -116,3 +116,11 @@ def test_strict_build(tmp_path: Path) -> None:
     assert "coop plugin new" in cli
     architecture = (out / "architecture" / "index.html").read_text(encoding="utf-8")
     assert 'class="mermaid"' in architecture
+
+
+def test_operations_pages_join_the_nav_only_when_they_exist(tmp_path: Path) -> None:
+    (tmp_path / "deploy.md").write_text("# Deployment\n")
+    nav = [{"Home": "index.md"}, {"Operations": [{"Monitoring": "monitoring.md"}]}]
+    config = _generator().on_config({"docs_dir": str(tmp_path), "nav": nav})
+    pages = [next(iter(p.values())) for p in config["nav"][1]["Operations"]]
+    assert pages == ["monitoring.md", "deploy.md"]  # keys.md and state.md do not exist here
