@@ -93,22 +93,27 @@ return {data, redis.call('HEXISTS', KEYS[3], name)}
 """
 
 # A sliding window on a sorted set: score = Redis TIME in microseconds, member =
-# "<time>:<nonce>:<amount>". KEYS: the bucket; ARGV: limit, window (µs), amount, nonce.
-# Returns {allowed, retry_after µs, remaining}.
+# "<time>:<nonce>:<amount>", with the window's running total in a companion key (so a hit
+# costs what expired since the last one, not the whole window). KEYS: the set, the total;
+# ARGV: limit, window (µs), amount, nonce. Returns {allowed, retry_after µs, remaining}.
 _HIT = """
-local key = KEYS[1]
+local key, total = KEYS[1], KEYS[2]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local amount = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-local used = 0
-for i = 1, #entries, 2 do
-  used = used + tonumber(string.match(entries[i], ':(%d+)$'))
+local used = tonumber(redis.call('GET', total) or '0')
+local expired = redis.call('ZRANGEBYSCORE', key, '-inf', now - window)
+if #expired > 0 then
+  for i = 1, #expired do
+    used = used - tonumber(string.match(expired[i], ':(%d+)$'))
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
 end
+if used < 0 or redis.call('EXISTS', key) == 0 then used = 0 end
 if used + amount > limit then
+  local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
   local freed = 0
   local wait = window
   for i = 1, #entries, 2 do
@@ -118,12 +123,14 @@ if used + amount > limit then
       break
     end
   end
+  redis.call('SET', total, used, 'PX', math.floor(window / 1000) + 1000)
   local left = limit - used
   if left < 0 then left = 0 end
   return {0, wait, left}
 end
 redis.call('ZADD', key, now, now .. ':' .. ARGV[4] .. ':' .. amount)
 redis.call('PEXPIRE', key, math.floor(window / 1000) + 1000)
+redis.call('SET', total, used + amount, 'PX', math.floor(window / 1000) + 1000)
 return {1, 0, limit - used - amount}
 """
 
@@ -468,7 +475,7 @@ class RedisState(StateBackend):
     async def hit(self, bucket: str, *, limit: int, window: float, amount: int = 1) -> LimitVerdict:
         async def remote() -> LimitVerdict:
             allowed, wait, left = await self._scripts["hit"](
-                keys=[f"{self.prefix}rl:{bucket}"],
+                keys=[f"{self.prefix}rl:{bucket}", f"{self.prefix}rl-total:{bucket}"],
                 args=[limit, int(window * 1_000_000), amount, secrets.token_hex(4)],
             )
             if int(allowed):

@@ -222,11 +222,13 @@ class SQLiteState(StateBackend):
             with _transaction(db):
                 now = self._clock()
                 db.execute("DELETE FROM hits WHERE bucket = ? AND t <= ?", (bucket, now - window))
-                rows = db.execute(
-                    "SELECT t, amount FROM hits WHERE bucket = ? ORDER BY t", (bucket,)
-                ).fetchall()
-                used = sum(n for _, n in rows)
+                (used,) = db.execute(
+                    "SELECT COALESCE(SUM(amount), 0) FROM hits WHERE bucket = ?", (bucket,)
+                ).fetchone()
                 if used + amount > limit:
+                    rows = db.execute(
+                        "SELECT t, amount FROM hits WHERE bucket = ? ORDER BY t", (bucket,)
+                    ).fetchall()
                     return _refused(rows, used, amount, limit, window, now)
                 db.execute(
                     "INSERT INTO hits (bucket, t, amount) VALUES (?, ?, ?)", (bucket, now, amount)
