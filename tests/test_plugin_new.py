@@ -1,9 +1,10 @@
 """``coop plugin new KIND NAME``: each scaffold installs and passes its own test at once;
 ``coop completion SHELL`` prints a script the shell accepts.
 
-The scaffolds go into one throw-away venv (uv, no network: ``--no-deps``) that sees the
-repository's environment through a ``.pth`` file, so ``llm-coop`` and the built-in
-``simulated`` provider are there without reinstalling them.
+The scaffolds go into one throw-away venv (uv, no network: ``--no-deps``, no build
+isolation) that sees the repository's environment through a ``.pth`` file, so
+``llm-coop``, hatchling and the built-in ``simulated`` provider are there without
+reinstalling them.
 """
 
 from __future__ import annotations
@@ -49,7 +50,19 @@ def scaffolds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     editables = [arg for kind in KINDS for arg in ("-e", str(root / f"llm-coop-my-{kind}"))]
     installed = subprocess.run(
-        [str(UV), "pip", "install", "-q", "--python", str(python), "--no-deps", *editables],
+        # no build isolation: hatchling (requirements-dev.txt) comes from the parent env,
+        # so nothing is downloaded
+        [
+            str(UV),
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(python),
+            "--no-deps",
+            "--no-build-isolation",
+            *editables,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
