@@ -111,6 +111,12 @@ MEANINGS: dict[str, str] = {
     "cooperations.NAME.models": "Members of a sequential or parallel cooperation.",
     "resilience.cooldown_max": "Longest cooldown of a circuit, in seconds.",
     "monitoring.webhooks": "URLs alert events are POSTed to.",
+    "endpoints.NAME.provider": "The provider plugin serving the endpoint (required; `coop plugins` lists them).",
+    "models.NAME.tier": "The tier the model serves: light, reasoning or complex.",
+    "models.NAME.context_window": "Tokens the model accepts (prompt and answer); longer prompts are refused before the call.",
+    "routing.light": "Target (model or cooperation) of the light tier.",
+    "resilience.error_window": "Seconds over which `error_rate` is measured.",
+    "server.max_body_bytes": "Largest request body in bytes (413 past it).",
     "server.url": "The gateway `coop health`/`coop status` call.",
     "server.allow_unauthenticated": "Serve without `api_keys` on a non-loopback address.",
 }
