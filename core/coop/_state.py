@@ -214,6 +214,7 @@ class MemoryState(StateBackend):
         self._clock = clock
         self._keys: dict[str, KeyRecord] = {}
         self._windows: dict[str, deque[tuple[float, int]]] = {}
+        self._totals: dict[str, int] = {}
         self._spend: dict[tuple[str, str], float] = {}
         self._objects: dict[tuple[str, str], tuple[float | None, dict[str, Any]]] = {}
         self._subscribers: list[anyio.abc.ObjectSendStream[dict[str, Any]]] = []
@@ -249,9 +250,11 @@ class MemoryState(StateBackend):
     async def hit(self, bucket: str, *, limit: int, window: float, amount: int = 1) -> LimitVerdict:
         now = self._clock()
         hits = self._windows.setdefault(bucket, deque())
+        # the window's total is kept, so a hit costs what expired since the last one
+        used = self._totals.get(bucket, 0)
         while hits and hits[0][0] <= now - window:
-            hits.popleft()
-        used = sum(n for _, n in hits)
+            used -= hits.popleft()[1]
+        self._totals[bucket] = used
         if used + amount > limit:
             # room comes back as the oldest hits leave the window
             freed, wait = 0, window
@@ -262,6 +265,7 @@ class MemoryState(StateBackend):
                     break
             return LimitVerdict(False, retry_after=max(wait, 0.001), remaining=max(limit - used, 0))
         hits.append((now, amount))
+        self._totals[bucket] = used + amount
         return LimitVerdict(True, remaining=limit - used - amount)
 
     async def add_spend(self, name: str, window: str, usd: float) -> float:
