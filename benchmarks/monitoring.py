@@ -5,6 +5,8 @@ side by side in one run against one fast fake upstream.
     python benchmarks/monitoring.py --seconds 10 --rounds 5
     python benchmarks/monitoring.py --instructions   # callgrind's count instead (~5 minutes)
     python benchmarks/monitoring.py --instructions --parts   # and metrics, log, alerts alone
+    python benchmarks/monitoring.py --opcodes        # Python opcodes per request, in-process
+    python benchmarks/monitoring.py --opcodes --source /tmp/old/core   # ... of another tree
 
 Target (issue 13): under 5% difference between monitoring on and off. Three ``coop serve``
 processes (1 worker), identical but for monitoring:
@@ -32,6 +34,8 @@ import argparse
 import contextlib
 import http.server
 import importlib.util
+import logging
+import os
 import shutil
 import statistics
 import sys
@@ -41,6 +45,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from _upstream import fake_upstream, free_port
 from gateway import Result, Target, coop_config, measure, process
@@ -188,6 +193,111 @@ def count_instructions(requests: int, connections: int, modes: list[str]) -> int
     return 0
 
 
+def count_opcodes(requests: int, source: str | None) -> int:
+    """Python bytecodes the gateway runs per request, in-process: exact and load-independent.
+
+    The bare ASGI app (no uvicorn) on simulated models, one request at a time; a trace
+    function counts every opcode executed while the requests run (the span exporter's
+    own thread is not counted). ``source``: a ``core`` folder to import coop from instead,
+    e.g. a ``git archive`` of an older commit, to compare a change's cost.
+    """
+    if source is not None:
+        sys.path.insert(0, source)
+    import asyncio
+    import json
+
+    import coop
+    from coop.server import create_app
+
+    print(f"coop from {Path(coop.__file__).parent}")
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            raise RuntimeError(f"status {message['status']}")
+
+    def config(mode: str, collector: str) -> coop.SystemConfig:
+        metrics, access_log, _alerts, tracing = PARTS[mode]
+        monitoring: dict[str, object] = {}
+        if tracing:
+            monitoring = {
+                "tracing": True,
+                "tracing_exporter": "otlp" if otlp_installed() else "console",
+                "tracing_endpoint": collector,
+            }
+        return coop.SystemConfig.from_dict(
+            {
+                "server": {"metrics": metrics, "access_log": "text" if access_log else "off"},
+                "endpoints": {"sim": {"provider": "simulated"}},
+                "models": {"m": {"endpoint": "sim", "path": "sim-light"}},
+                "monitoring": monitoring,
+            }
+        )
+
+    counted = [0]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            counted[0] += 1
+        return tracer
+
+    async def run(mode: str, collector: str) -> float:
+        app = create_app(config(mode, collector), health_checks=False)
+        await app.startup()
+        try:
+            for _ in range(50):  # warm up: caches, first-call imports
+                await app(scope, receive, send)
+            counted[0] = 0
+            sys.settrace(tracer)
+            try:
+                for _ in range(requests):
+                    await app(scope, receive, send)
+            finally:
+                sys.settrace(None)
+        finally:
+            await app.shutdown()
+            tracing = getattr(app.dispatcher.engine, "tracing", None)  # older trees: none
+            if tracing is not None:
+                tracing.shutdown()  # export the last batch while the sink still listens
+        return counted[0] / requests
+
+    # as ``coop serve`` logs (INFO, redacting handler), into the void
+    logging.basicConfig(
+        stream=open(os.devnull, "w"),  # noqa: SIM115 - for the process's life
+        level="INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from coop._redact import install_log_redaction
+
+    install_log_redaction()
+    with otlp_sink() as (collector, _):
+        # alert rules are evaluated by the lifespan task, not per request: not here
+        modes = ["off", "metrics", "access log", "on"]
+        if source is None or _has_tracing(source):
+            modes.append("on+tracing")
+        counts = {mode: asyncio.run(run(mode, collector)) for mode in modes}
+    print(f"{requests} requests, Python opcodes per request (in-process ASGI app)")
+    for mode, count in counts.items():
+        change = (count - counts["off"]) / counts["off"] * 100
+        print(f"  {mode:11} {count:9,.0f} opcodes/request  {change:+6.1f}% vs off")
+    return 0
+
+
+def _has_tracing(source: str) -> bool:
+    return (Path(source) / "coop" / "_tracing.py").exists()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
@@ -201,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="--instructions: also metrics, access log and alerts alone",
     )
+    p.add_argument("--opcodes", action="store_true", help="count Python opcodes in-process")
+    p.add_argument("--source", help="--opcodes: import coop from this core/ folder")
     args = p.parse_args(argv)
+    if args.opcodes:
+        return count_opcodes(args.requests, args.source)
     if args.instructions:
         modes = ["off", *(("metrics", "access log", "alerts") if args.parts else ()), "on"]
         return count_instructions(args.requests, args.connections, [*modes, "on+tracing"])
