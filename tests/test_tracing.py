@@ -318,6 +318,23 @@ def test_a_failed_attempt_and_the_failover_are_separate_spans(up: FakeOpenAI, gw
     assert_no_secret(spans)
 
 
+def test_a_retry_on_the_same_deployment_is_another_attempt_span(up: FakeOpenAI, gw: Any) -> None:
+    up.queue_fault(Fault.status(503), model="gpt-4o")
+    gw.client().chat.completions.create(
+        model="big", messages=[{"role": "user", "content": "again"}]
+    )
+    spans = finished()
+    model = only(spans, "chat big")
+    attempts = children(spans, model)
+    assert [(a.name, a.attributes["coop.attempt"]) for a in attempts] == [
+        ("chat gpt-4o", 1),
+        ("chat gpt-4o", 2),
+    ]
+    assert attempts[0].status.status_code == StatusCode.ERROR
+    assert attempts[1].status.status_code == StatusCode.UNSET
+    assert model.attributes["coop.attempts"] == 2
+
+
 def test_an_embeddings_request_is_traced_like_a_chat(gw: Any) -> None:
     reply = gw.client().embeddings.create(model="e", input=["one", "two words"])
     spans = finished()
