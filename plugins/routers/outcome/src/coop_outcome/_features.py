@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
+from collections import Counter
 from itertools import pairwise
 from typing import Any
 
@@ -62,11 +63,13 @@ def features(text: str, settings: dict[str, Any] | None = None) -> dict[int, flo
     settings = settings or FEATURE_SETTINGS
     mask = (1 << settings["bits"]) - 1
     counts: dict[int, int] = {}
-    for name in _names(text, settings):
-        slot = zlib.crc32(name.encode("utf-8", "surrogatepass")) & mask
-        counts[slot] = counts.get(slot, 0) + 1
+    crc32 = zlib.crc32
+    for name, n in Counter(_names(text, settings)).items():  # hash each distinct name once
+        slot = crc32(name.encode("utf-8", "surrogatepass")) & mask
+        counts[slot] = counts.get(slot, 0) + n
     if not counts:
         return {}
-    values = {slot: math.log1p(n) for slot, n in counts.items()}
+    log1p = math.log1p
+    values = {slot: log1p(n) for slot, n in counts.items()}
     norm = math.sqrt(sum(v * v for v in values.values()))
     return {slot: v / norm for slot, v in values.items()}

@@ -65,10 +65,19 @@ class OutcomeModel:
 
     def predict(self, text: str) -> dict[str, float]:
         """model → estimated probability that it answers ``text`` right."""
-        totals = list(self.bias)
         get = self.weights.get
+        feats = features(text, self.feature_settings)
+        if len(self.models) == 2:  # the common case, unrolled
+            z0, z1 = self.bias
+            for slot, value in feats.items():
+                row = get(slot)
+                if row is not None:
+                    z0 += value * row[0]
+                    z1 += value * row[1]
+            return {self.models[0]: _sigmoid(z0), self.models[1]: _sigmoid(z1)}
+        totals = list(self.bias)
         k = len(totals)
-        for slot, value in features(text, self.feature_settings).items():
+        for slot, value in feats.items():
             row = get(slot)
             if row is not None:
                 for i in range(k):
