@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib.util
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -270,6 +271,7 @@ class Tracing:
         """Wrap ``dispatcher.run`` and ``dispatcher.stream`` (this instance only)."""
         run, stream = dispatcher.run, dispatcher.stream
 
+        @functools.wraps(run)
         async def traced_run(plan: Any, **kwargs: Any) -> Any:
             with contextlib.ExitStack() as spans:
                 route = coop_span = None
@@ -284,6 +286,7 @@ class Tracing:
                     route.set_attribute("coop.route.answered_by", result.model)
                 return result
 
+        @functools.wraps(stream)
         def traced_stream(plan: Any, **kwargs: Any) -> Any:
             inner = stream(plan, **kwargs)
             if plan.kind == "model" and plan.decision is not None:
@@ -345,6 +348,7 @@ class Tracing:
         """Wrap ``engine.chat``, ``embed``, ``stream_chat`` and ``_run`` (this instance only)."""
         chat, embed, stream_chat, run = engine.chat, engine.embed, engine.stream_chat, engine._run
 
+        @functools.wraps(chat)
         async def traced_chat(request: Any, *, model: str | None = None, **kwargs: Any) -> Any:
             params = _request_attributes(request)
             span = self._call_span("chat", model or request.model, params)
@@ -367,6 +371,7 @@ class Tracing:
             finally:
                 _CALL.reset(mark)
 
+        @functools.wraps(embed)
         async def traced_embed(request: Any, **kwargs: Any) -> Any:
             span = self._call_span("embeddings", request.model, {})
             mark = _CALL.set(("embeddings", {}))
@@ -386,6 +391,7 @@ class Tracing:
             finally:
                 _CALL.reset(mark)
 
+        @functools.wraps(stream_chat)
         def traced_stream_chat(
             request: Any,
             *,
@@ -414,6 +420,7 @@ class Tracing:
             )
             return self._iterate(span, inner, ("chat", params))
 
+        @functools.wraps(run)
         async def traced_run(name: str, runner: Any, until: float | None = None) -> Any:
             return await run(name, self._attempts(runner), until)
 
