@@ -117,6 +117,25 @@ def test_a_multiple_choice_maths_question_is_math(router: RulesRouter) -> None:
     assert router.analyze(user(prompt)).task_type == "math"
 
 
+def test_a_logic_question_after_a_long_passage_is_reasoning(router: RulesRouter) -> None:
+    # The stem sits between a long argument and the options, outside the head and the
+    # tail the rules weigh most: it is read as the instruction.
+    passage = (
+        "Town council member: Our library's evening hours were cut last year, and since "
+        "then the number of books borrowed by students has fallen sharply. "
+    ) * 6
+    prompt = (
+        passage + "Clearly, restoring the evening hours would bring student borrowing back "
+        "to its former level.\nWhich one of the following, if true, most seriously weakens "
+        "the council member's argument?\n"
+        "(A) Most students now read on their phones.\n(B) The library added new shelves.\n"
+        "(C) Evening hours were popular with retirees.\n(D) The council meets on Mondays.\n"
+        "(E) Book prices rose last year."
+    )
+    analysis = router.analyze(user(prompt))
+    assert (analysis.task_type, analysis.tier) == ("reasoning", "reasoning"), analysis.reasons
+
+
 def test_prose_about_functions_is_not_a_stub(router: RulesRouter) -> None:
     analysis = router.analyze(user("Why do people say a function should do one thing? # honest"))
     assert not any("stub" in reason for reason in analysis.reasons)
@@ -129,17 +148,19 @@ def rows_of(source: str | None = None) -> list[dict[str, Any]]:
     return [r for r in rows if source is None or r["source"] == source]
 
 
-#: Floors a little under the figures measured on 2026-11-30 (rules: overall 0.863 / 0.923,
-#: HumanEval 1.000, HumanEval-XL zh 1.000, CMATH 0.980, AGIEval Gaokao 0.795 / 0.741);
-#: before the stub, quantity-question and quiz rules they were 0.754 / 0.918, 0.823,
-#: 0.795, 0.900 and 0.565 / 0.687, so a regression fails here.
+#: Floors a little under the figures measured on 2026-11-30 (rules: overall 0.892 / 0.944,
+#: HumanEval 1.000, HumanEval-XL zh 1.000, CMATH 0.980, AGIEval Gaokao 0.795 / 0.741,
+#: SAT/LSAT 0.690 / 0.806); before the stub, quantity-question and quiz rules they were
+#: 0.754 / 0.918, 0.823, 0.795, 0.900, 0.565 / 0.687 and 0.445 / 0.689, so a regression
+#: fails here.
 FLOORS = {
-    None: (0.84, 0.91),
+    None: (0.87, 0.93),
     "humaneval": (0.97, 0.99),
     "humaneval-xl-zh": (0.97, 0.99),
     "cmath": (0.95, 0.97),
     "svamp": (0.94, 0.97),
     "agieval-gaokao": (0.75, 0.71),
+    "agieval-sat-lsat": (0.65, 0.77),
 }
 
 

@@ -126,6 +126,8 @@ _INJECTION = re.compile(
 )
 #: A lettered option of a multiple-choice question: "(A) ...", "B．...", "C、...", "D) ...".
 _CHOICE = re.compile(r"(?:^|[ \t\u3000])[（(]?([A-D])[)）.．、:：]", re.MULTILINE)
+#: How an option A is written; a cheap test before the option scan.
+_OPTION_A = ("A)", "A.", "A．", "A、", "A）", "A:", "A：")
 #: Light task types whose keywords in a quiz question are topic, not the request.
 _QUIZ_DAMPED = (
     "translation",
@@ -139,6 +141,8 @@ _QUIZ_DAMPED = (
     "chat",
 )
 MCQ_QA = 1.0
+#: Characters before the first option read as the question's stem.
+STEM_CHARS = 240
 MCQ_DAMPING = 0.25
 MCQ_MATH_DAMPING = 0.5
 _ENUMERATION = re.compile(
@@ -403,15 +407,21 @@ def collect_evidence(messages: Any) -> Evidence:
             ev.hits.setdefault("quantity", []).insert(0, asked.group())
     # Math: domain words ("equation", "概率") always count; quantity cues ("how
     # many", "多少元", units) only next to numbers, and then the numbers count too.
-    domain = scores.pop("math", 0.0)
-    quantity = scores.pop("quantity", 0.0)
     # A multiple-choice question: options A-D close the prompt. It asks for an answer
     # (qa, or maths / reasoning when the stem says so); its numbers are years and
-    # option labels as often as quantities.
-    tail = main[-1500:]
-    if "A" in tail and "C" in tail:
-        ev.choices = len({m.group(1) for m in _CHOICE.finditer(tail)})
+    # option labels as often as quantities. The stem (the question just before the
+    # options) is the instruction, however long the passage before it.
+    offset = max(0, len(main) - 1500)
+    tail = main[offset:]
+    if "C" in tail and any(mark in tail for mark in _OPTION_A):
+        options = list(_CHOICE.finditer(main, offset))
+        ev.choices = len({m.group(1) for m in options})
+        if ev.choices >= 3 and len(main) > SCAN_HEAD + SCAN_TAIL:
+            first = options[0].start()
+            _scan(main[max(0, first - STEM_CHARS) : first], 1.0, scores, ev.hits, None, anchors)
     quiz = ev.choices >= 3
+    domain = scores.pop("math", 0.0)
+    quantity = scores.pop("quantity", 0.0)
     if quiz and not ev.formulas:
         # Without a formula, maths words in a quiz are its topic ("面积减少", "云计算").
         quantity = min(quantity, 2.0)
