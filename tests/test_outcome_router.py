@@ -79,6 +79,35 @@ def test_outcome_curve_random_and_one_point() -> None:
     assert outcome_curve(perfect, weak, strong)["cpt50"] < 0.2
 
 
+def test_a_router_without_a_score_is_one_point_joined_to_both_ends() -> None:
+    from coop import Analysis, Router, evaluate_routing
+
+    class Tiers(Router):
+        name = "tiers"
+
+        def analyze(self, messages: list[dict]) -> Analysis:
+            hard = "hard" in messages[-1]["content"]
+            return Analysis("qa", "simple", "reasoning" if hard else "light")
+
+    # 4 rows: the "hard" one is the only row where the strong model alone is right.
+    rows = [
+        {"prompt": "hard", "outcomes": {"w": False, "s": True}},
+        {"prompt": "a", "outcomes": {"w": True, "s": True}},
+        {"prompt": "b", "outcomes": {"w": False, "s": True}},
+        {"prompt": "c", "outcomes": {"w": True, "s": False}},
+    ]
+    report = evaluate_routing(Tiers(), rows, prices={"w": (1.0, 1.0), "s": (10.0, 10.0)})
+    o = report.outcomes
+    assert o is not None and (o["weak"], o["strong"], o["scored"]) == ("w", "s", False)
+    # gap = 0.75 - 0.5; one point at share 0.25 with gap recovered 0.25/0.25 = 1.0:
+    # area under (0,0)-(0.25,1)-(1,1) = 0.125 + 0.75.
+    assert o["router"]["apgr"] == pytest.approx(0.875)
+    assert o["router"]["strong_share"] == 0.25 and o["router"]["accuracy"] == 0.75
+    assert o["random"]["accuracy"] == pytest.approx(0.5625)
+    assert o["router"]["cost_per_1k"] == pytest.approx(o["random"]["cost_per_1k"])  # same share
+    assert report.to_dict()["apgr"] == o["router"]["apgr"]
+
+
 def test_save_load_round_trip(model: OutcomeModel, tmp_path: Path) -> None:
     path = model.save(tmp_path / "m.json")
     loaded = OutcomeModel.load(path)
