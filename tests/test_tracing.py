@@ -16,6 +16,7 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from coop import ConfigError, SystemConfig
 from coop.server import create_app
@@ -411,6 +412,41 @@ async def test_spans_nest_under_asyncio_and_trio(up: FakeOpenAI) -> None:
             ]
         ],
     ]
+
+
+@pytest.mark.anyio
+async def test_a_stream_the_client_leaves_ends_its_spans(
+    up: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hang-up mid-stream closes the upstream call and still ends every span, cleanly."""
+    config = traced_config(up)
+    config.server.api_keys = []
+    app = create_app(config, plugins=PLUGINS, health_checks=False)
+    await app.startup()
+    try:
+        up.queue_fault(Fault.slow_stream(delay_per_chunk=0.5))
+        client = Client(
+            {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, app, client)
+            with anyio.fail_after(15):
+                while client.status is None:  # noqa: ASYNC110 - the app sends when it sends
+                    await anyio.sleep(0.01)
+            client.leave()
+        with anyio.fail_after(15):
+            while up.server.connections:  # noqa: ASYNC110 - closed by the fake's thread
+                await anyio.sleep(0.01)
+    finally:
+        await app.shutdown()
+    spans = list(EXPORTER.get_finished_spans())
+    server = only(spans, "POST /v1/chat/completions")
+    assert server.attributes["http.response.status_code"] in (200, 499)
+    assert tree(spans, server) == [
+        "POST /v1/chat/completions",
+        [["route", [["chat m", [["chat gpt-4o-mini", []]]]]]],
+    ]
+    assert not [r for r in caplog.records if "detach" in r.getMessage().lower()]
 
 
 # -- configuration -----------------------------------------------------------------------------
