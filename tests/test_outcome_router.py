@@ -278,3 +278,15 @@ def test_cli_train_route_eval(tmp_path: Path) -> None:
     result = coop(tmp_path, "router", "train", str(bad), "--router", "outcome", "--out", "m2.json")
     assert result.returncode == 2
     assert f"{bad}:1" in result.stderr and "not configured" in result.stderr
+
+
+def test_a_threshold_out_of_range_names_the_config_file_and_line(tmp_path: Path) -> None:
+    model = train(synthetic(60), iterations=10)
+    model.save(tmp_path / "model.json")
+    text = CONFIG.replace("strong_share = 0.35", "threshold = 1.5")
+    (tmp_path / "coop.toml").write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("options"))
+    result = coop(tmp_path, "config", "validate")
+    assert result.returncode == 2
+    assert f"coop.toml:{line} routing.options.threshold" in result.stderr
+    assert "out of range" in result.stderr

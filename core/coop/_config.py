@@ -1355,6 +1355,17 @@ def check_plugins(config: SystemConfig, plugins: Any) -> None:
             f"no router plugin {config.routing.router!r}{did_you_mean(config.routing.router, routers)}; "
             f"installed: {', '.join(routers) or 'none'}",
         )
+    if config.routing.options:
+        # A router's options are checked by the router itself; an error about one of
+        # them (a threshold out of range) names this file and line, like any other key.
+        try:
+            plugins.get("router", config.routing.router)(config.routing.options)
+        except ConfigError as exc:
+            if exc.key and exc.key.startswith("routing.") and not exc.path:
+                raise c.error(exc.key, exc.reason) from None
+            raise
+        except Exception:  # anything else surfaces where the router is built, as before
+            pass
     strategies = plugins.names("strategy")
     for name, coop in config.cooperations.items():
         if coop.strategy and coop.strategy not in strategies:
