@@ -65,6 +65,7 @@ class CoopCollector(Collector):
         yield from self._deployments(metrics)
         yield from self._dispatch(metrics)
         yield from self._health()
+        yield from self._state()
         if self.keys is not None:
             yield from _gateway_keys(self.keys())
         yield from _resources()
@@ -206,36 +207,6 @@ class CoopCollector(Collector):
                 in_flight.add_metric([model, dep["id"]], dep["in_flight"])
         yield from (healthy, in_flight)
 
-
-def _gateway_keys(stats: dict[str, Any]) -> Iterator[Metric]:
-    """Per managed gateway key, by name (``coop keys``); never the key itself."""
-    requests = CounterMetricFamily(
-        "coop_gateway_key_requests", "Requests made with a managed gateway key, by key name.",
-        labels=["key_name"],
-    )  # fmt: skip
-    tokens = CounterMetricFamily(
-        "coop_gateway_key_tokens", "Tokens used per managed gateway key and direction.",
-        labels=["key_name", "direction"],
-    )  # fmt: skip
-    spend = CounterMetricFamily(
-        "coop_gateway_key_spend_usd", "Spend in USD per managed gateway key.",
-        labels=["key_name"],
-    )  # fmt: skip
-    refusals = CounterMetricFamily(
-        "coop_gateway_key_refusals",
-        "Requests refused per managed gateway key and reason (rpm, tpm, budget, model, "
-        "revoked, expired).",
-        labels=["key_name", "reason"],
-    )
-    for name, s in sorted(stats.items()):
-        requests.add_metric([name], s.requests)
-        tokens.add_metric([name, "prompt"], s.prompt_tokens)
-        tokens.add_metric([name, "completion"], s.completion_tokens)
-        spend.add_metric([name], s.spend)
-        for reason, n in sorted(s.refusals.items()):
-            refusals.add_metric([name, reason], n)
-    yield from (requests, tokens, spend, refusals)
-
     # -- the shared state ([state]) -------------------------------------------------------
 
     def _state(self) -> Iterator[Metric]:
@@ -266,6 +237,36 @@ def _gateway_keys(stats: dict[str, Any]) -> Iterator[Metric]:
             events.add_metric(["applied"], replicas.applied)
             events.add_metric(["dropped"], replicas.dropped)
             yield events
+
+
+def _gateway_keys(stats: dict[str, Any]) -> Iterator[Metric]:
+    """Per managed gateway key, by name (``coop keys``); never the key itself."""
+    requests = CounterMetricFamily(
+        "coop_gateway_key_requests", "Requests made with a managed gateway key, by key name.",
+        labels=["key_name"],
+    )  # fmt: skip
+    tokens = CounterMetricFamily(
+        "coop_gateway_key_tokens", "Tokens used per managed gateway key and direction.",
+        labels=["key_name", "direction"],
+    )  # fmt: skip
+    spend = CounterMetricFamily(
+        "coop_gateway_key_spend_usd", "Spend in USD per managed gateway key.",
+        labels=["key_name"],
+    )  # fmt: skip
+    refusals = CounterMetricFamily(
+        "coop_gateway_key_refusals",
+        "Requests refused per managed gateway key and reason (rpm, tpm, budget, model, "
+        "revoked, expired).",
+        labels=["key_name", "reason"],
+    )
+    for name, s in sorted(stats.items()):
+        requests.add_metric([name], s.requests)
+        tokens.add_metric([name, "prompt"], s.prompt_tokens)
+        tokens.add_metric([name, "completion"], s.completion_tokens)
+        spend.add_metric([name], s.spend)
+        for reason, n in sorted(s.refusals.items()):
+            refusals.add_metric([name, reason], n)
+    yield from (requests, tokens, spend, refusals)
 
 
 def _resources() -> Iterator[Metric]:
