@@ -4,6 +4,7 @@ taken atomically, Redis' clock for limits, clear errors, and serving through an 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -393,6 +394,12 @@ def test_replicas_share_cooldowns_and_survive_a_redis_outage(
                 print("B", _status(http, b)["state"], "".join(served[1].stderr)[-3000:])
                 raise
             assert "password" not in json.dumps(_status(http, a)["state"])
+            # the outage shows in /metrics: served locally meanwhile, up again now
+            metrics = http.get(a.removesuffix("/v1") + "/metrics").text
+            assert 'coop_state_backend_up{backend="redis"} 1.0' in metrics
+            fallback = re.search(r'coop_state_fallback_total\{backend="redis"\} ([\d.]+)', metrics)
+            assert fallback is not None and float(fallback.group(1)) > 0
+            assert re.search(r'coop_state_events_total\{outcome="applied"\} [1-9]', metrics)
     finally:
         for up in ups:
             up.stop()
