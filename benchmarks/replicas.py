@@ -17,6 +17,8 @@ Measured, in interleaved rounds (median reported; the machine is shared):
 - one replica behind nginx (what the balancer costs);
 - two replicas behind nginx (what the second replica buys).
 
+Besides req/s (median round and mean of all rounds), the CPU time all server processes
+(replicas, nginx, redis-server) spent per request: steadier than req/s on a shared machine.
 Load comes from `wrk` (1 thread) when installed, else from the small aiohttp load
 generator in this file, run as its own process. Each replica's own request count (from
 its /status) shows how nginx spread the load.
@@ -47,9 +49,11 @@ from _upstream import free_port, percentile, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-API_KEY = (
-    "sk-bench-replicas"  # [server] api_keys (COOP_API_KEY): /status, and load with --key static
-)
+#: Every server process started (replicas, nginx masters, redis-server): their CPU time
+#: per request is steadier than req/s on a shared machine.
+SERVER_PIDS: list[int] = []
+#: [server] api_keys (COOP_API_KEY): for /status, and the load with --key static.
+API_KEY = "sk-bench-replicas"
 #: The key the load is sent with: API_KEY, or a managed key made with `coop keys create`.
 CLIENT_KEY = API_KEY
 BODY = {"model": "sim-light", "messages": [{"role": "user", "content": "hello there, how are you"}]}
@@ -67,6 +71,7 @@ def process(
         proc = subprocess.Popen(
             cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
         )
+        SERVER_PIDS.append(proc.pid)
         try:
             try:
                 wait_for_port(port, timeout=120)
@@ -283,6 +288,20 @@ def served(port: int) -> int:
     return int(r.json()["metrics"]["total"]["requests"])
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of every server process and its live descendants (nginx workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, list(SERVER_PIDS)
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return total
+
+
 def redis_commands(url: str | None) -> int:
     """Commands the redis-server has processed so far (0 without Redis); the status
     reads of this script add a few."""
@@ -374,14 +393,15 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name, port in targets.items():
                 before = (served(first), served(second))
-                results.setdefault(name, []).append(
-                    load(
-                        f"http://127.0.0.1:{port}/v1/chat/completions",
-                        args.connections,
-                        args.seconds,
-                        use_wrk,
-                    )
+                cpu_before = cpu_seconds()
+                result = load(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    args.connections,
+                    args.seconds,
+                    use_wrk,
                 )
+                result["cpu_s"] = cpu_seconds() - cpu_before
+                results.setdefault(name, []).append(result)
                 if port == lb_two:
                     after = (served(first), served(second))
                     spread.append((after[0] - before[0], after[1] - before[1]))
@@ -393,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         summary[name]["errors"] = sum(r["errors"] for r in runs)
         summary[name]["requests"] = sum(r["requests"] for r in runs)
+        summary[name]["cpu_us"] = sum(r["cpu_s"] for r in runs) / summary[name]["requests"] * 1e6
     direct = summary["1 replica, direct"]["rps"]
     print()
     # the median round and the mean over all rounds: on a shared machine they differ
@@ -400,15 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     mean_direct = summary["1 replica, direct"]["requests"] / elapsed
     print(
         f"| {'target':<24} | req/s (median) | vs direct | req/s (mean) | vs direct "
-        "| p50 ms | p99 ms | errors/requests |"
+        "| p50 ms | p99 ms | server CPU us/request | errors/requests |"
     )
-    print(f"| {'-' * 24} | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {'-' * 24} | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, s in summary.items():
         mean = s["requests"] / elapsed
         print(
             f"| {name:<24} | {s['rps']:.0f} | {s['rps'] / direct:.2f}x | {mean:.0f} "
             f"| {mean / mean_direct:.2f}x | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} "
-            f"| {s['errors']}/{s['requests']} |"
+            f"| {s['cpu_us']:.0f} | {s['errors']}/{s['requests']} |"
         )
     shares = ", ".join(f"{a}/{b}" for a, b in spread)
     print(f"\nrequests served by coop-1/coop-2 in each two-replica round: {shares}")
