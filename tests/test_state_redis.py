@@ -403,3 +403,21 @@ def test_replicas_share_cooldowns_and_survive_a_redis_outage(
     finally:
         for up in ups:
             up.stop()
+
+
+def test_serve_with_redis_down_says_so_and_exits(serve_fixture: Any, tmp_path: Path) -> None:
+    """`coop serve` against a Redis that is not there: a clear error, the password masked,
+    no traceback, a non-zero exit."""
+    from redis_server import free_port
+
+    ups = [FakeOpenAI().start() for _ in range(3)]
+    try:
+        url = f"redis://:pw-not-shown-123@127.0.0.1:{free_port()}/0"
+        served = serve_fixture(_replica_config(tmp_path, ups, url), "--port", "0")
+        assert served.wait() != 0
+    finally:
+        for up in ups:
+            up.stop()
+    err = "".join(served.stderr)
+    assert "cannot reach Redis at redis://:***@127.0.0.1:" in err, err
+    assert "pw-not-shown-123" not in err and "Traceback" not in err
