@@ -267,6 +267,8 @@ class KeyManager:
         self._by_digest: dict[str, KeyRecord] = {}
         self._names: dict[str, KeyRecord] = {}
         self.stats: dict[str, KeyStats] = {}
+        #: (name, window) → usage not written yet (see :meth:`flush`).
+        self._pending: Counter[tuple[str, str]] = Counter()
         #: Called with ``True``/``False`` when managed keys start/stop existing.
         self.on_change: Callable[[bool], None] | None = None
         self._synced = False
@@ -438,19 +440,26 @@ class KeyManager:
         except StateError as exc:
             log.warning("managed keys not loaded yet: %s", exc)
         task_status.started()
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._listen)
-            failing = False
-            while True:
-                await anyio.sleep(self.sync_interval)
-                try:
-                    await self.sync()
-                except StateError as exc:
-                    if not failing:
-                        log.warning("managed keys: re-sync failed (%s); using the local copy", exc)
-                    failing = True
-                else:
-                    failing = False
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._listen)
+                failing = False
+                while True:
+                    await anyio.sleep(self.sync_interval)
+                    await self.flush()
+                    try:
+                        await self.sync()
+                    except StateError as exc:
+                        if not failing:
+                            log.warning(
+                                "managed keys: re-sync failed (%s); using the local copy", exc
+                            )
+                        failing = True
+                    else:
+                        failing = False
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.flush()
 
     async def _listen(self) -> None:
         while True:
@@ -670,12 +679,16 @@ class KeyManager:
         stats.completion_tokens += tally.completion_tokens
         stats.spend += tally.cost
         window = self.window(record)
+        pending = self._pending
+        pending[(record.name, "requests:" + window)] += 1
+        if tokens:
+            pending[(record.name, "tokens:" + window)] += tokens
         try:
             if tally.cost > 0:
-                await self.state.add_spend(record.name, window, tally.cost)
-            await self.state.add_spend(record.name, "requests:" + window, 1)
-            if tokens:
-                await self.state.add_spend(record.name, "tokens:" + window, tokens)
+                if record.budget is not None:  # the next request must see it: now
+                    await self.state.add_spend(record.name, window, tally.cost)
+                else:
+                    pending[(record.name, window)] += tally.cost
             extra = tokens - admission.counted
             if record.tpm is not None and extra > 0:
                 await self.state.hit(
@@ -683,6 +696,17 @@ class KeyManager:
                 )
         except StateError as exc:
             log.warning("key %r: usage not recorded: %s", record.name, exc)
+
+    async def flush(self) -> None:
+        """Write the usage counters (and the spend of keys without a budget) gathered
+        since the last flush: one write per key and counter, not one per request."""
+        pending, self._pending = self._pending, Counter()
+        for (name, window), amount in pending.items():
+            try:
+                await self.state.add_spend(name, window, amount)
+            except StateError as exc:
+                self._pending[(name, window)] += amount  # kept for the next flush
+                log.warning("key %r: usage not recorded yet: %s", name, exc)
 
     def snapshot(self) -> dict[str, Any]:
         """``/status``: per key name, this process's figures (never a key)."""
