@@ -70,6 +70,7 @@ from ._http import (
     open_http_client,
 )
 from ._jsonl import read_jsonl
+from ._keys import KeyManager, KeyRefusedError
 from ._openai_compat import (
     OpenAICompatibleProvider,
 )
@@ -212,6 +213,8 @@ __all__ = [
     "InferenceRequest",
     "InferenceResponse",
     "Integration",
+    "KeyManager",
+    "KeyRefusedError",
     "Limits",
     "MissingSecretError",
     "ModelConfig",
