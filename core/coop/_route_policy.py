@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._config import SystemConfig
+from ._errors import ConfigError
 from ._routing import Analysis, RouteDecision, Router
 from ._usage import estimate_messages_tokens
 
@@ -116,6 +117,14 @@ class RoutingPolicy:
         if not names:
             names = [n for n in (routing.light, routing.reasoning, routing.complex) if n] or sorted(
                 self.config.models
+            )
+        if not names:
+            raise ConfigError(
+                "nothing to route to: no models or cooperations are defined; add a "
+                "[models.NAME] table (see `coop init`), or remove the file to use the "
+                "embedded default",
+                path=self.config.source or None,
+                key="models",
             )
 
         prompt_tokens = estimate_messages_tokens(messages)

@@ -108,6 +108,8 @@ def stdin_operand(args: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("COOP_DEBUG"))
+    while args and args[0] == "--debug":  # `coop --debug CMD`: the flag belongs to every command
+        args.pop(0)
     install_log_redaction()  # warnings printed before any handler exists mask secrets too
     try:
         app = build_app()

@@ -1,0 +1,23 @@
+"""What a newcomer types first: a global --debug before the command, a config with no models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli_runner import run_coop
+
+
+def test_debug_before_the_command_is_accepted(tmp_path: Path) -> None:
+    result = run_coop(tmp_path, "--debug", "route", "hello", "--json")
+    assert result.returncode == 0, result.stderr
+    assert '"tier"' in result.stdout
+
+
+def test_a_config_without_models_is_a_usage_error_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "coop.toml").write_text("[server]\nport = 8099\n")
+    for command in (["route", "hello"], ["ask", "hello"]):
+        result = run_coop(tmp_path, *command)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "internal error" not in result.stderr
+        assert "coop.toml models: nothing to route to" in result.stderr
+        assert "Traceback" not in result.stderr
