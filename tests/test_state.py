@@ -127,17 +127,24 @@ class StateContract:
 
     async def test_events(self, state: StateBackend) -> None:
         got: list[dict[str, object]] = []
+        listening = anyio.Event()
 
         async def listen() -> None:
             async for event in state.events():
+                if event.get("type") == "hello":
+                    listening.set()  # subscribed: what is published now arrives
+                    continue
                 got.append(event)
                 if len(got) == 2:
                     return
 
-        with anyio.fail_after(10):
+        with anyio.fail_after(20):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(listen)
-                await anyio.sleep(0.3)  # subscribed before publishing
+                while not listening.is_set():  # however long subscribing takes here
+                    await state.publish({"type": "hello"})
+                    with anyio.move_on_after(0.1):
+                        await listening.wait()
                 await state.publish({"type": "cool", "deployment": "e/m", "for": 5.0})
                 await state.publish({"type": "cool", "deployment": "e/n", "for": 1.0})
         assert got == [
@@ -380,7 +387,7 @@ async def test_replicas_share_cooldowns_and_key_revocations(tmp_path: Path, back
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(sync_a.run)
                 tasks.start_soon(sync_b.run)
-                await anyio.sleep(0.2)
+                await anyio.sleep(1.0)  # both listening (SQLite reads where to start)
                 for _ in range(10):
                     assert (await a.chat(request)).text == "echo: hi"
                 assert sync_a.published == 0 and sync_a.dropped == 0  # healthy: nothing sent

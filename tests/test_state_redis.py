@@ -219,19 +219,38 @@ async def test_events_listener_reconnects(redis_server: RedisServer) -> None:
     await listener.open()
     await sender.open()
     got: list[dict[str, object]] = []
+    heard = anyio.Event()
+
+    async def until_heard(n: int) -> None:
+        """Publish ``n`` (or a hello first) until the listener has it: however long
+        (re)subscribing takes on this machine."""
+        nonlocal heard
+        heard = anyio.Event()
+        while not heard.is_set():
+            await sender.publish({"hello": n})
+            with anyio.move_on_after(0.1):
+                await heard.wait()
+        await sender.publish({"n": n})
+
     try:
-        with anyio.fail_after(20):
+        with anyio.fail_after(30):
             async with anyio.create_task_group() as tasks:
 
                 async def listen() -> None:
                     async for event in listener.events():
+                        if "hello" in event:
+                            heard.set()
+                            continue
                         got.append(event)
                         if event.get("n") == 2:
                             tasks.cancel_scope.cancel()
 
                 tasks.start_soon(listen)
-                await anyio.sleep(0.3)
-                await sender.publish({"n": 1})
+                await until_heard(1)
+                for _ in range(1000):
+                    if got:
+                        break
+                    await anyio.sleep(0.01)
                 redis_server.restart()
                 # the first calls after the restart meet dead connections: both fall back
                 await sender.hit("poke", limit=1000, window=1)
@@ -239,12 +258,12 @@ async def test_events_listener_reconnects(redis_server: RedisServer) -> None:
                 while not (listener.up and sender.up):
                     await sender.probe()  # the listener probes on its own (its events loop)
                     await anyio.sleep(0.1)
-                await anyio.sleep(0.5)  # resubscribed
-                await sender.publish({"n": 2})
-                await anyio.sleep(10)
+                await until_heard(2)
+                await anyio.sleep(25)
     finally:
         await listener.aclose()
         await sender.aclose()
+    assert listener.outages == 1 and listener.resyncs == 1
     assert [e["n"] for e in got] == [1, 2]
 
 
