@@ -2,14 +2,15 @@
 
     python benchmarks/task_routing_eval.py [--routers rules,classifier] [--data FILE]
                                            [--dev ../shared/data/routing_dev.jsonl] [--json]
-                                           [--misses N]
+                                           [--misses N] [--loso]
 
 Data: ``benchmarks/data/task_routing.jsonl`` (see the README next to it): HumanEval
 and HumanEval-XL function stubs (English and Chinese docstrings), CMATH and
-SVAMP word problems, and Chinese-LLaMA-Alpaca's labelled example prompts. None
-of them is in the dev set or in the classifier's training data, so every source
-is unseen by the shipped classifier; for the hand-written rules router, the
-README says which sources were looked at while its tables were edited.
+SVAMP word problems, Chinese-LLaMA-Alpaca's labelled example prompts and AGIEval
+exam questions (Gaokao, SAT, LSAT). None of them is in the dev set or in the
+classifier's training data, so every source is unseen by the shipped classifier;
+for the hand-written rules router, docs/routing.md says which sources were looked
+at while its rules were edited.
 
 Per source and overall: task-type accuracy (rows with a ``task_type``) and
 reasoning-tier F1 (rows with a tier; light and complex count as "not
