@@ -82,6 +82,16 @@ def admin(path: Path, work: Callable[[KeyManager], Awaitable[T]]) -> T:
     return anyio.run(main)
 
 
+def known(gw: Gateway, path: Path, work: Callable[[KeyManager], Awaitable[T]]) -> T:
+    """``admin(path, work)`` for a ``work`` that makes a key, then wait until the gateway's
+    copy has it (a gateway with no managed key yet only sees the first one at its next
+    refresh, up to ``sync_interval`` later: until then it asks for no key)."""
+    made = admin(path, work)
+    name = made[1].name  # type: ignore[index]
+    eventually(lambda: name in gw.app.key_manager._names, f"the gateway to see key {name!r}")
+    return made
+
+
 def ask(gw: Gateway, key: str, model: str = "m", text: str = "hi", **kw: Any) -> Any:
     client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=BOUND)
     return client.chat.completions.create(
@@ -219,7 +229,7 @@ def test_expiry_forms() -> None:
 def test_with_a_managed_key_every_request_needs_one(gw: Gateway, state_file: Path) -> None:
     with gw.http() as http:  # no key yet: open, as before
         assert http.post("/v1/chat/completions", json=_body()).status_code == 200
-    key, _ = admin(state_file, lambda m: m.create("alice"))
+    key, _ = known(gw, state_file, lambda m: m.create("alice"))
     eventually(lambda: gw.app._auth_on, "the gateway to see the new key")
     with gw.http() as http:
         missing = http.post("/v1/chat/completions", json=_body())
@@ -234,7 +244,7 @@ def test_with_a_managed_key_every_request_needs_one(gw: Gateway, state_file: Pat
 
 
 def test_a_key_created_a_moment_ago_works_at_once(gw: Gateway, state_file: Path) -> None:
-    admin(state_file, lambda m: m.create("first"))
+    known(gw, state_file, lambda m: m.create("first"))
     eventually(lambda: gw.app._auth_on, "the gateway to see the first key")
     gw.app.key_manager.sync_interval = 3600  # no re-read: the lookup of an unknown digest
     time.sleep(0.3)  # the running loop's current sleep ends
@@ -243,7 +253,7 @@ def test_a_key_created_a_moment_ago_works_at_once(gw: Gateway, state_file: Path)
 
 
 def test_a_key_is_held_to_its_models(gw: Gateway, state_file: Path) -> None:
-    key, _ = admin(state_file, lambda m: m.create("light-only", models=["m"]))
+    key, _ = known(gw, state_file, lambda m: m.create("light-only", models=["m"]))
     assert ask(gw, key, "m").choices[0].message.content == "echo: hi"
     with pytest.raises(openai.PermissionDeniedError) as caught:
         ask(gw, key, "big")
@@ -267,14 +277,14 @@ def test_a_key_is_held_to_its_models(gw: Gateway, state_file: Path) -> None:
 
 
 def test_auto_may_be_allowed_as_such(gw: Gateway, state_file: Path) -> None:
-    key, _ = admin(state_file, lambda m: m.create("router", models=["auto"]))
+    key, _ = known(gw, state_file, lambda m: m.create("router", models=["auto"]))
     assert ask(gw, key, "auto").choices[0].message.content == "echo: hi"
     with pytest.raises(openai.PermissionDeniedError):
         ask(gw, key, "m")
 
 
 def test_rpm_gives_429_with_retry_after(gw: Gateway, state_file: Path) -> None:
-    key, _ = admin(state_file, lambda m: m.create("slow", rpm=2))
+    key, _ = known(gw, state_file, lambda m: m.create("slow", rpm=2))
     for _ in range(2):
         ask(gw, key)
     with pytest.raises(openai.RateLimitError) as caught:
@@ -291,7 +301,7 @@ def test_rpm_gives_429_with_retry_after(gw: Gateway, state_file: Path) -> None:
 def test_tpm_counts_the_estimate_before_and_the_real_use_after(
     gw: Gateway, state_file: Path
 ) -> None:
-    key, _ = admin(state_file, lambda m: m.create("tokens", tpm=60))
+    key, _ = known(gw, state_file, lambda m: m.create("tokens", tpm=60))
     with pytest.raises(openai.RateLimitError, match="more than key"):
         ask(gw, key, max_tokens=100)  # can never fit: says so, not "retry later"
     ask(gw, key, max_tokens=20)  # about 9 + 20 counted
@@ -304,7 +314,7 @@ def test_tpm_counts_the_estimate_before_and_the_real_use_after(
 def test_a_spent_budget_is_insufficient_quota_and_the_sdk_does_not_retry(
     gw: Gateway, up: FakeOpenAI, state_file: Path
 ) -> None:
-    key, _ = admin(state_file, lambda m: m.create("capped", budget=0.005, period="day"))
+    key, _ = known(gw, state_file, lambda m: m.create("capped", budget=0.005, period="day"))
     first = ask(gw, key, text="one two three")  # ~$0.015: crosses the budget, still answered
     assert first.choices[0].message.content == "echo: one two three"
     seen = up.request_count
@@ -330,7 +340,7 @@ def test_a_stream_that_crosses_the_budget_finishes_then_the_next_is_refused(
     gw: Gateway, up: FakeOpenAI, state_file: Path
 ) -> None:
     up.answer_fn = lambda body: " ".join(f"word{i}" for i in range(40))
-    key, _ = admin(state_file, lambda m: m.create("streamer", budget=0.01))
+    key, _ = known(gw, state_file, lambda m: m.create("streamer", budget=0.01))
     with httpx.Client(timeout=BOUND) as http:
         body = {**_body(), "stream": True}
         headers = {"authorization": f"Bearer {key}"}
@@ -348,7 +358,7 @@ def test_a_stream_that_crosses_the_budget_finishes_then_the_next_is_refused(
 
 
 def test_a_revoked_key_is_refused_within_a_second(gw: Gateway, state_file: Path) -> None:
-    key, _ = admin(state_file, lambda m: m.create("leaver"))
+    key, _ = known(gw, state_file, lambda m: m.create("leaver"))
     ask(gw, key)
     admin(state_file, lambda m: m.revoke("leaver"))
     revoked = time.monotonic()
@@ -360,7 +370,7 @@ def test_a_revoked_key_is_refused_within_a_second(gw: Gateway, state_file: Path)
 
 
 def test_a_rotated_key_stops_working(gw: Gateway, state_file: Path) -> None:
-    old, _ = admin(state_file, lambda m: m.create("rotor"))
+    old, _ = known(gw, state_file, lambda m: m.create("rotor"))
     ask(gw, old)
     new, _ = admin(state_file, lambda m: m.rotate("rotor"))
     eventually(lambda: gw.app.key_manager._names["rotor"].digest == hash_key(new), "the rotation")
@@ -373,7 +383,7 @@ def test_an_expired_key_is_refused(gw: Gateway, state_file: Path) -> None:
     async def soon(manager: KeyManager) -> Any:
         return await manager.create("brief", expires=time.time() + 1.0)
 
-    key, _ = admin(state_file, soon)
+    key, _ = known(gw, state_file, soon)
     ask(gw, key)
     time.sleep(1.1)
     with pytest.raises(openai.AuthenticationError, match="expired at"):
@@ -383,7 +393,7 @@ def test_an_expired_key_is_refused(gw: Gateway, state_file: Path) -> None:
 def test_static_keys_keep_working_beside_managed_ones(up: FakeOpenAI, state_file: Path) -> None:
     config = keys_config(up, state_file, api_keys=["sk-static-admin-0001"])
     with serve_in_thread(config) as gw:
-        key, _ = admin(state_file, lambda m: m.create("managed", rpm=1))
+        key, _ = known(gw, state_file, lambda m: m.create("managed", rpm=1))
         assert ask(gw, "sk-static-admin-0001").choices
         assert ask(gw, key).choices
         for _ in range(3):  # no limit on a static key
@@ -393,7 +403,7 @@ def test_static_keys_keep_working_beside_managed_ones(up: FakeOpenAI, state_file
 
 
 def test_anthropic_messages_answer_in_anthropics_shape(gw: Gateway, state_file: Path) -> None:
-    key, _ = admin(state_file, lambda m: m.create("claude", rpm=2, models=["m"]))
+    key, _ = known(gw, state_file, lambda m: m.create("claude", rpm=2, models=["m"]))
     client = anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=BOUND)
     user = [{"role": "user", "content": "hi"}]
     assert client.messages.create(model="m", max_tokens=8, messages=user).content  # type: ignore[arg-type]
@@ -415,7 +425,7 @@ def test_per_key_figures_by_name_and_the_key_nowhere(
     gw: Gateway, state_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    key, _ = admin(state_file, lambda m: m.create("team-a", rpm=2, models=["m"]))
+    key, _ = known(gw, state_file, lambda m: m.create("team-a", rpm=2, models=["m"]))
     ask(gw, key)
     with pytest.raises(openai.PermissionDeniedError) as denied:
         ask(gw, key, "big")  # counts against rpm: every request made with the key does
