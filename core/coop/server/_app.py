@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar, cast
@@ -43,6 +42,7 @@ from .._redact import redact_data, remember_config
 from .._routing import RouteDecision
 from .._services import ServiceManager
 from .._wire import ChatChunk, chunk_to_sse, parse_chat_request, response_json, to_wire
+from ._access import AccessLog
 from ._http import (
     ClientDisconnected,
     HTTPError,
@@ -60,7 +60,6 @@ from ._http import (
 __all__ = ["GatewayApp", "create_app"]
 
 log = logging.getLogger("coop.server")
-access_log = logging.getLogger("coop.access")
 
 _T = TypeVar("_T")
 
@@ -213,6 +212,7 @@ class GatewayApp:
         #: Whether requests need a key: [server] api_keys set or any managed key exists.
         self._auth_on = False
         self._access = config.server.access_log
+        self._access_log = AccessLog(self._access)
         self._timeout = config.server.request_timeout
         self._max_header = config.server.max_header_bytes
         self._body_timeout = min(config.server.body_timeout, self._timeout)
@@ -625,32 +625,17 @@ class GatewayApp:
         await send_error(send, error)
 
     def _log_access(self, scope: Scope, ctx: RequestContext) -> None:
-        elapsed = (time.perf_counter() - ctx.started) * 1000
-        if self._access == "json":
-            client = scope.get("client")
-            record = {
-                "ts": round(time.time(), 3),
-                "request_id": ctx.request_id,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": ctx.status,
-                "ms": round(elapsed, 2),
-                "model": ctx.model,
-                "deployment": ctx.deployment,
-                "client": client[0] if client else None,
-            }
-            sys.stderr.write(json.dumps(record, separators=(",", ":")) + "\n")
-        elif access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "%s %s %s %.1fms model=%s deployment=%s id=%s",
-                scope["method"],
-                scope["path"],
-                ctx.status,
-                elapsed,
-                ctx.model or "-",
-                ctx.deployment or "-",
-                ctx.request_id,
-            )
+        client = scope.get("client")
+        self._access_log.write(
+            method=scope["method"],
+            path=scope["path"],
+            status=ctx.status,
+            ms=(time.perf_counter() - ctx.started) * 1000,
+            model=ctx.model,
+            deployment=ctx.deployment,
+            request_id=ctx.request_id,
+            client=client[0] if client else None,
+        )
 
     # -- the guard: hang-ups cancel, request_timeout bounds ------------------------------
 
