@@ -311,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="--instructions: also metrics, access log and alerts alone",
     )
+    p.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"req/s: the gateways compared, comma-separated, from {', '.join(PARTS)}",
+    )
     p.add_argument("--opcodes", action="store_true", help="count Python opcodes in-process")
     p.add_argument("--source", help="--opcodes: import coop from this core/ folder")
     args = p.parse_args(argv)
@@ -319,8 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.instructions:
         modes = ["off", *(("metrics", "access log", "alerts") if args.parts else ()), "on"]
         return count_instructions(args.requests, args.connections, [*modes, "on+tracing"])
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in PARTS]
+    if unknown or "off" not in modes:
+        p.error(
+            f"--modes: {unknown or 'off missing'}; choose from {', '.join(PARTS)} (off included)"
+        )
     use_wrk = shutil.which("wrk") is not None
-    results: dict[str, list[Result]] = {mode: [] for mode in MODES}
+    results: dict[str, list[Result]] = {mode: [] for mode in modes}
     scrapes: list[int] = []
     with (
         tempfile.TemporaryDirectory(prefix="coop-mon-") as tmp,
@@ -333,13 +344,13 @@ def main(argv: list[str] | None = None) -> int:
             targets = [
                 servers.enter_context(
                     coop_server(
-                        folder / mode.replace("+", "-"),
+                        folder / mode.replace("+", "-").replace(" ", "-"),
                         upstream,
                         mode,
                         collector if exporter == "otlp" else None,
                     )
                 )
-                for mode in MODES
+                for mode in modes
             ]
             for target in targets:  # warm up
                 measure(target, args.connections, 1.0, use_wrk)
@@ -363,13 +374,15 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmedian of {args.rounds} rounds, {args.connections} connections, "
         f"{'wrk' if use_wrk else 'aiohttp loadgen'}; tracing exported with {exporter}:"
     )
-    for name in MODES:
+    for name in modes:
         rps_diff = (rps["off"] - rps[name]) / rps["off"] * 100
         cpu_diff = (cpu[name] - cpu["off"]) / cpu["off"] * 100
         print(
             f"  {name:11} {rps[name]:9.0f} req/s ({-rps_diff:+5.1f}%)  "
             f"{cpu[name]:6.0f} us CPU/request ({cpu_diff:+5.1f}%)"
         )
+    if "on" not in rps:
+        return 0
     cost = (rps["off"] - rps["on"]) / rps["off"] * 100
     print(f"  req/s cost of monitoring: {cost:+.1f}% (target < 5%)")
     if scrapes:
