@@ -21,3 +21,21 @@ def test_a_config_without_models_is_a_usage_error_not_a_crash(tmp_path: Path) ->
         assert "internal error" not in result.stderr
         assert "coop.toml models: nothing to route to" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_plugin_files_are_relative_to_coop_toml(tmp_path: Path, monkeypatch) -> None:
+    from coop import SystemConfig
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "coop.toml").write_text(
+        '[models.m]\nendpoint = "sim"\npath = "m"\n'
+        '[endpoints.sim]\nprovider = "simulated"\n'
+        '[routing]\nrouter = "outcome"\noptions = { model_file = "router.json" }\n'
+        '[cooperations.c]\nmodels = ["m", "m"]\nstrategy = "weighted"\n'
+        'options = { weights_file = "/abs/w.json" }\n'
+    )
+    monkeypatch.chdir(tmp_path)  # started elsewhere: the file is still found beside coop.toml
+    config = SystemConfig.load(Path("conf/coop.toml"))
+    assert config.routing.options["model_file"] == str(folder.resolve() / "router.json")
+    assert config.cooperations["c"].options["weights_file"] == "/abs/w.json"

@@ -422,6 +422,7 @@ class SystemConfig:
         data = parse_toml(text, str(path))
         config = _build(data, source=str(path), text=text, env=env)
         config.path = path
+        _anchor_files(config, path.resolve().parent)
         return config
 
     @classmethod
@@ -438,6 +439,22 @@ class SystemConfig:
 
 
 # -- .env and the seed's variables -----------------------------------------------
+
+
+def _anchor_files(config: SystemConfig, folder: Path) -> None:
+    """Plugin options named ``*_file`` (a router's ``model_file``, a strategy's
+    ``weights_file``) are paths relative to coop.toml, not to wherever coop was started."""
+
+    def anchor(options: dict[str, Any]) -> None:
+        for name, value in options.items():
+            if name.endswith("_file") and isinstance(value, str) and value:
+                expanded = Path(value).expanduser()
+                if not expanded.is_absolute():
+                    options[name] = str(folder / expanded)
+
+    anchor(config.routing.options)
+    for cooperation in config.cooperations.values():
+        anchor(cooperation.options)
 
 
 def load_env_file(path: Path) -> dict[str, str]:
