@@ -39,6 +39,27 @@ def coop_register_providers(register):
 """
 
 
+def create_managed_key(config: Path) -> None:
+    import time
+
+    import anyio
+    from coop import SystemConfig
+    from coop._state import KeyRecord, hash_key, new_key, open_state
+
+    async def create() -> None:
+        state = open_state(SystemConfig.load(config))
+        await state.open()
+        try:
+            key = new_key()
+            await state.create_key(
+                KeyRecord(name="ops", digest=hash_key(key), hint=key[:12], created=time.time())
+            )
+        finally:
+            await state.aclose()
+
+    anyio.run(create)
+
+
 def write_config(folder: Path, up: FakeOpenAI | None, **server: Any) -> Path:
     lines = ["[server]"]
     for key, value in server.items():
@@ -140,7 +161,7 @@ def test_serve_refuses_an_open_gateway_on_a_reachable_address(serve: Any, tmp_pa
     assert not any("listening" in line for line in served.stdout)
 
 
-@pytest.mark.parametrize("how", ["flag", "keys"])
+@pytest.mark.parametrize("how", ["flag", "keys", "managed"])
 def test_the_bind_check_passes_with_the_flag_or_with_keys(
     serve: Any, tmp_path: Path, how: str
 ) -> None:
@@ -150,8 +171,12 @@ def test_the_bind_check_passes_with_the_flag_or_with_keys(
         served = serve(
             write_config(tmp_path, None), "--host", "192.0.2.1", "--allow-unauthenticated"
         )
-    else:
+    elif how == "keys":
         served = serve(write_config(tmp_path, None, api_keys=["sk-gw"]), "--host", "192.0.2.1")
+    else:  # a managed key in the state backend (the SQLite file beside coop.toml)
+        config = write_config(tmp_path, None)
+        create_managed_key(config)
+        served = serve(config, "--host", "192.0.2.1")
     assert served.wait() == 1
     err = "".join(served.stderr)
     assert "refusing" not in err

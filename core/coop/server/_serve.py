@@ -39,16 +39,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _has_managed_keys(config: SystemConfig) -> bool:
+    """Whether the state backend holds managed keys (then every request needs a key)."""
+    import anyio
+
+    from .._state import open_state
+
+    async def look() -> bool:
+        state = open_state(config)
+        await state.open()
+        try:
+            return bool(await state.list_keys())
+        finally:
+            await state.aclose()
+
+    return anyio.run(look)
+
+
 def check_bind(config: SystemConfig, host: str, *, allow_unauthenticated: bool = False) -> None:
     """Refuse an open gateway on a reachable address: it would spend the upstream credit of anyone who finds it."""
     if (
         not config.server.api_keys
         and not is_loopback(host)
         and not (allow_unauthenticated or config.server.allow_unauthenticated)
+        and not _has_managed_keys(config)
     ):
         raise ConfigError(
-            f"refusing to serve on {host} with no [server] api_keys: anyone who can reach it "
-            "could spend your upstream credit; set api_keys, bind 127.0.0.1, or pass "
+            f"refusing to serve on {host} with no [server] api_keys and no managed keys: "
+            "anyone who can reach it could spend your upstream credit; set api_keys, create "
+            "a key (coop keys create --name NAME), bind 127.0.0.1, or pass "
             "--allow-unauthenticated",
             key="server.api_keys",
         )
