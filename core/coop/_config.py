@@ -333,8 +333,6 @@ class StateConfig:
     prefix: str = "coop:"
     #: Seconds between re-syncs of the local copy (keys, revocations) with the backend.
     sync_interval: float = 0.5
-    #: Seconds an exact-match response is served from the cache (0: no cache).
-    cache_ttl: float = 0.0
 
     def resolved_url(self) -> str | None:
         return None if self.url is None else resolve_secret(self.url, key="state.url")
@@ -1051,7 +1049,6 @@ _STATE_KEYS = {
     "url": _str,
     "prefix": _str,
     "sync_interval": _positive,
-    "cache_ttl": _nonneg,
 }
 _ALERT_KEYS = {
     "name": _str,
