@@ -61,7 +61,7 @@ async def test_weights_file(tmp_path: Path) -> None:
     settings = {"weights_file": str(path), "weights": {"strong": 0.1}}
     result = await WeightedStrategy(settings).integrate(CANDS, ctx())
     assert result.winner == "weak1"
-    assert result.evidence["weights_source"] == f"file {path} + settings"
+    assert result.evidence["weights_source"] == f"file {path.name} + settings"
 
 
 def test_save_weights_replaces_the_file_whole(tmp_path: Path) -> None:

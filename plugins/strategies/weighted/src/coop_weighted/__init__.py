@@ -213,7 +213,8 @@ class WeightedStrategy(Strategy):
         sources = []
         if settings.get("weights_file"):
             weights.update(load_weights(settings["weights_file"]))
-            sources.append(f"file {settings['weights_file']}")
+            # the file's name only: the answer goes to API clients, the server's paths do not
+            sources.append(f"file {Path(settings['weights_file']).name}")
         explicit = settings.get("weights") or {}
         if not isinstance(explicit, Mapping):
             raise ConfigError("must be a table {model = weight}", key="weights")
