@@ -347,7 +347,9 @@ async def test_a_plan_deadline_stops_retries_and_cooldown_waits(up: FakeOpenAI) 
         )
         plan = dispatcher.plan(request, limits=Limits.within(0.5))
         started = time.monotonic()
-        with pytest.raises(coop.CoopError):
+        # between attempts the last upstream error; mid-attempt (a slow machine) the
+        # deadline's TimeoutError: either way it ends, and in time
+        with pytest.raises((coop.CoopError, TimeoutError)):
             await dispatcher.run(plan)
         elapsed = time.monotonic() - started
     # Without the plan's deadline the engine would wait up to max_wait (30 s) for a cooldown.
