@@ -35,7 +35,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _upstream import free_port, percentile, wait_for_port
+import gateway
+from _upstream import free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -66,27 +66,10 @@ BODY = {"model": "sim-light", "messages": [{"role": "user", "content": "hello th
 def process(
     cmd: list[str], *, port: int, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a server, wait for its port, stop it with SIGTERM (then SIGKILL)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
-        )
+    """gateway.process, with the pid kept for the server CPU count."""
+    with gateway.process(cmd, env=env, port=port, log=log) as proc:
         SERVER_PIDS.append(proc.pid)
-        try:
-            try:
-                wait_for_port(port, timeout=120)
-            except RuntimeError:
-                raise RuntimeError(
-                    f"{cmd[0]} did not start; see {log}:\n{log.read_text()[-2000:]}"
-                ) from None
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        yield proc
 
 
 @contextlib.contextmanager

@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 
 from _upstream import fake_upstream, free_port, wait_for_port
 from gateway import Target, machine, measure, process
+from gateway import coop_config as gateway_config
 
 HERE = Path(__file__).resolve().parent
 
@@ -123,35 +123,14 @@ def _median(values: list[float]) -> float:
 
 
 def coop_config(folder: Path, upstream: str, port: int, backend: str, redis_url: str) -> Path:
+    """gateway.py's coop.toml, with a price (a managed key's spend) and the ``[state]``."""
     folder.mkdir(parents=True, exist_ok=True)
+    path = gateway_config(folder, upstream, port)
     state = f'backend = "{backend}"\n'
     if backend == "redis":
         state += f'url = "{redis_url}"\nprefix = "bench-{folder.name}:"\n'
-    path = folder / "coop.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            [server]
-            host = "127.0.0.1"
-            port = {port}
-            access_log = "off"
-
-            [endpoints.up]
-            provider = "custom"
-            base_url = "{upstream}"
-            health_check_interval = 0
-
-            [models.m]
-            endpoint = "up"
-            path = "gpt-4o-mini"
-            price = {{input = 0.15, output = 0.6}}
-
-            [state]
-            """
-        )
-        + state,
-        encoding="utf-8",
-    )
+    extra = "\n[models.m.price]\ninput = 0.15\noutput = 0.6\n\n[state]\n" + state
+    path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
     return path
 
 
